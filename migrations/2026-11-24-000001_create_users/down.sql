@@ -1,0 +1,3 @@
+DROP TABLE logins;
+DROP TABLE login_tokens;
+DROP TABLE users;

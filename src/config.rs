@@ -1,0 +1,221 @@
+//! Settings read from the environment (and a `.env` file when present).
+
+use std::time::Duration;
+
+use crate::domain::Secret;
+
+/// Everything the server needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to listen on; port 0 picks a free port.
+    pub bind_addr: String,
+    /// Path of the SQLite database file; its folder is created when missing.
+    pub database_url: String,
+    /// The real WeChat API, or `None` for development mode, where logins are simulated.
+    pub wechat: Option<WeChatConfig>,
+    /// How long a login token stays valid.
+    pub token_ttl: Duration,
+    /// How long a stopping server waits for requests already accepted.
+    pub shutdown_timeout: Duration,
+}
+
+/// How to reach WeChat's server API.
+#[derive(Debug, Clone)]
+pub struct WeChatConfig {
+    /// The mini-program's AppID.
+    pub appid: String,
+    /// The mini-program's AppSecret.
+    pub secret: Secret,
+    /// Base URL of the API, without a trailing slash.
+    pub api_base: String,
+    /// Limit for one call, connection included.
+    pub timeout: Duration,
+}
+
+/// A setting that is missing, malformed or inconsistent; the message names it.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {0}")]
+pub struct ConfigError(String);
+
+/// Default WeChat API base URL.
+pub const DEFAULT_WECHAT_API_BASE: &str = "https://api.weixin.qq.com";
+
+impl Config {
+    /// Reads the configuration from the process environment, after loading `.env` if present.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        // A missing .env is normal; a malformed one is worth refusing to start over.
+        match dotenvy::dotenv() {
+            Ok(_) => {}
+            Err(e) if e.not_found() => {}
+            Err(e) => return Err(ConfigError(format!(".env could not be read: {e}"))),
+        }
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup`, so tests need not touch the environment.
+    /// Empty values count as unset, as they do in most `.env` files.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+
+        let appid = get("WECHAT_APPID");
+        let secret = get("WECHAT_SECRET");
+        let wechat = match (appid, secret) {
+            (Some(appid), Some(secret)) => {
+                let api_base =
+                    get("WECHAT_API_BASE").unwrap_or_else(|| DEFAULT_WECHAT_API_BASE.to_owned());
+                let parsed = url::Url::parse(&api_base).map_err(|e| {
+                    ConfigError(format!("WECHAT_API_BASE {api_base:?} is not a URL: {e}"))
+                })?;
+                if !matches!(parsed.scheme(), "http" | "https") {
+                    return Err(ConfigError(format!(
+                        "WECHAT_API_BASE {api_base:?} must be an http or https URL"
+                    )));
+                }
+                Some(WeChatConfig {
+                    appid: appid.trim().to_owned(),
+                    secret: Secret::new(secret.trim()),
+                    api_base: api_base.trim_end_matches('/').to_owned(),
+                    timeout: Duration::from_millis(parse_number(
+                        "WECHAT_TIMEOUT_MS",
+                        get("WECHAT_TIMEOUT_MS"),
+                        5000,
+                    )?),
+                })
+            }
+            (Some(_), None) => {
+                return Err(ConfigError(
+                    "WECHAT_APPID is set but WECHAT_SECRET is not: set both to use WeChat, \
+                     or neither for development mode"
+                        .into(),
+                ))
+            }
+            // A secret alone most likely means a typo in the AppID's name; starting in
+            // development mode would let anyone log in as anyone.
+            (None, Some(_)) => {
+                return Err(ConfigError(
+                    "WECHAT_SECRET is set but WECHAT_APPID is not: set both to use WeChat, \
+                     or neither for development mode"
+                        .into(),
+                ))
+            }
+            (None, None) => None,
+        };
+
+        let database_url = get("DATABASE_URL").unwrap_or_else(|| "data/wxlogin.db".to_owned());
+        let database_url = database_url
+            .strip_prefix("sqlite://")
+            .unwrap_or(&database_url)
+            .to_owned();
+
+        let token_ttl = parse_number("TOKEN_TTL_SECS", get("TOKEN_TTL_SECS"), 604_800)?;
+        if token_ttl == 0 {
+            return Err(ConfigError("TOKEN_TTL_SECS must be at least 1".into()));
+        }
+
+        Ok(Self {
+            bind_addr: get("BIND_ADDR").unwrap_or_else(|| "127.0.0.1:8080".to_owned()),
+            database_url,
+            wechat,
+            token_ttl: Duration::from_secs(token_ttl),
+            shutdown_timeout: Duration::from_secs(parse_number(
+                "SHUTDOWN_TIMEOUT_SECS",
+                get("SHUTDOWN_TIMEOUT_SECS"),
+                10,
+            )?),
+        })
+    }
+
+    /// True when logins are simulated instead of sent to WeChat.
+    pub fn is_development_mode(&self) -> bool {
+        self.wechat.is_none()
+    }
+}
+
+fn parse_number(name: &str, value: Option<String>, default: u64) -> Result<u64, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| ConfigError(format!("{name} must be a whole number, not {v:?}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn nothing_set_means_development_mode_with_documented_defaults() {
+        let c = config(&[]).unwrap();
+        assert!(c.is_development_mode());
+        assert_eq!(c.bind_addr, "127.0.0.1:8080");
+        assert_eq!(c.database_url, "data/wxlogin.db");
+        assert_eq!(c.token_ttl, Duration::from_secs(604_800));
+    }
+
+    #[test]
+    fn appid_and_secret_select_the_real_api_with_default_base_and_timeout() {
+        let c = config(&[("WECHAT_APPID", "wx123"), ("WECHAT_SECRET", "s3cr3t")]).unwrap();
+        let w = c.wechat.unwrap();
+        assert_eq!(w.appid, "wx123");
+        assert_eq!(w.api_base, DEFAULT_WECHAT_API_BASE);
+        assert_eq!(w.timeout, Duration::from_millis(5000));
+    }
+
+    #[test]
+    fn an_appid_without_a_secret_is_an_error_that_names_the_secret() {
+        let err = config(&[("WECHAT_APPID", "wx123")]).unwrap_err();
+        assert!(err.to_string().contains("WECHAT_SECRET"), "{err}");
+    }
+
+    #[test]
+    fn a_secret_without_an_appid_is_an_error() {
+        assert!(config(&[("WECHAT_SECRET", "s")]).is_err());
+    }
+
+    #[test]
+    fn malformed_numbers_are_errors_that_name_the_setting() {
+        let err = config(&[("TOKEN_TTL_SECS", "a week")]).unwrap_err();
+        assert!(err.to_string().contains("TOKEN_TTL_SECS"), "{err}");
+        let err = config(&[
+            ("WECHAT_APPID", "wx"),
+            ("WECHAT_SECRET", "s"),
+            ("WECHAT_TIMEOUT_MS", "-5"),
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("WECHAT_TIMEOUT_MS"), "{err}");
+    }
+
+    #[test]
+    fn the_api_base_loses_its_trailing_slash_and_must_be_http() {
+        let c = config(&[
+            ("WECHAT_APPID", "wx"),
+            ("WECHAT_SECRET", "s"),
+            ("WECHAT_API_BASE", "http://127.0.0.1:9000/"),
+        ])
+        .unwrap();
+        assert_eq!(c.wechat.unwrap().api_base, "http://127.0.0.1:9000");
+        assert!(config(&[
+            ("WECHAT_APPID", "wx"),
+            ("WECHAT_SECRET", "s"),
+            ("WECHAT_API_BASE", "ftp://x"),
+        ])
+        .is_err());
+    }
+
+    #[test]
+    fn debug_output_does_not_show_the_secret() {
+        let c = config(&[("WECHAT_APPID", "wx"), ("WECHAT_SECRET", "topsecretvalue")]).unwrap();
+        assert!(!format!("{c:?}").contains("topsecretvalue"));
+    }
+}

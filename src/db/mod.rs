@@ -1,0 +1,112 @@
+//! The database: connection pool, SQLite settings, embedded migrations, models and queries.
+
+pub mod models;
+pub mod schema;
+mod tokens;
+mod users;
+
+pub use tokens::TokenLookup;
+pub use users::{LoginAttempt, LoginOutcome};
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use diesel::connection::SimpleConnection;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
+use diesel::Connection;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+/// The connection type every query takes. A type alias, so moving to PostgreSQL changes
+/// this line and the few SQLite-specific calls, not every signature.
+pub type DbConnection = diesel::sqlite::SqliteConnection;
+
+/// A pool of connections to the database.
+pub type DbPool = Pool<ConnectionManager<DbConnection>>;
+
+/// The schema migrations, compiled into the binary.
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+/// How long a writer waits for another writer before SQLite gives up with "database is
+/// locked". Writes here are short transactions, so waiting is always better than failing.
+const BUSY_TIMEOUT_MS: u32 = 5_000;
+
+/// Connections in the pool. SQLite runs one writer at a time however many there are; more
+/// connections only let reads (health checks, token checks, the console) run beside writes.
+const POOL_SIZE: u32 = 8;
+
+/// Per-connection settings, applied whenever the pool opens a connection.
+#[derive(Debug)]
+struct SqlitePragmas;
+
+impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SqlitePragmas {
+    fn on_acquire(&self, conn: &mut DbConnection) -> Result<(), diesel::r2d2::Error> {
+        // synchronous=NORMAL in WAL mode: a commit survives a crash of the process (the WAL
+        // is written before the reply), and only an OS crash or power cut can undo the last
+        // transactions; FULL would fsync on every login for that rare case.
+        conn.batch_execute(&format!(
+            "PRAGMA busy_timeout = {BUSY_TIMEOUT_MS};
+             PRAGMA synchronous = NORMAL;
+             PRAGMA foreign_keys = ON;"
+        ))
+        .map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+/// Opens (creating when missing) the database at `database_url`, brings its schema up to
+/// date and returns a pool of connections to it.
+pub fn connect(database_url: &str) -> anyhow::Result<DbPool> {
+    if let Some(dir) = Path::new(database_url).parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating the database folder {}", dir.display()))?;
+        }
+    }
+    // WAL is a property of the file, set once here: setting it from every new pooled
+    // connection races on a fresh file and fails with "database is locked".
+    let mut first = DbConnection::establish(database_url)
+        .with_context(|| format!("opening the database {database_url}"))?;
+    first
+        .batch_execute(&format!(
+            "PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}; PRAGMA journal_mode = WAL;"
+        ))
+        .context("switching the database to WAL mode")?;
+    first
+        .run_pending_migrations(MIGRATIONS)
+        .map_err(|e| anyhow::anyhow!("running database migrations: {e}"))?;
+    drop(first);
+
+    Pool::builder()
+        .max_size(POOL_SIZE)
+        .connection_timeout(Duration::from_secs(10))
+        .connection_customizer(Box::new(SqlitePragmas))
+        .build(ConnectionManager::new(database_url))
+        .context("building the database pool")
+}
+
+/// Current time as stored in the database: UTC, microsecond precision.
+pub fn now() -> chrono::NaiveDateTime {
+    use chrono::{DurationRound, TimeDelta};
+    let now = chrono::Utc::now();
+    now.duration_trunc(TimeDelta::microseconds(1))
+        .unwrap_or(now)
+        .naive_utc()
+}
+
+/// Runs `work` on a pooled connection on the blocking thread pool, so a slow query or a
+/// wait for SQLite's write lock never stalls the async workers.
+pub async fn run<T, F>(pool: &DbPool, work: F) -> anyhow::Result<T>
+where
+    F: FnOnce(&mut DbConnection) -> anyhow::Result<T> + Send + 'static,
+    T: Send + 'static,
+{
+    let pool = pool.clone();
+    actix_web::web::block(move || {
+        let mut conn = pool
+            .get()
+            .context("taking a database connection from the pool")?;
+        work(&mut conn)
+    })
+    .await
+    .context("running database work on the blocking pool")?
+}

@@ -1,0 +1,132 @@
+//! Rows as they are read from and written to the database.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::schema::{login_tokens, logins, users};
+
+/// A mini-program user.
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = users)]
+#[diesel(check_for_backend(diesel::sqlite::Sqlite))]
+pub struct User {
+    /// Our id for the user.
+    pub id: i64,
+    /// WeChat's id for the user in this mini-program.
+    pub openid: String,
+    /// WeChat's id across the Open Platform account, once WeChat sends one.
+    pub unionid: Option<String>,
+    /// The session key of the user's latest login. Never sent to anyone.
+    pub session_key: String,
+    /// Display name, as set by the client.
+    pub nickname: Option<String>,
+    /// Avatar image URL, as set by the client.
+    pub avatar_url: Option<String>,
+    /// When an admin disabled the user; `None` while the user is active.
+    pub disabled_at: Option<NaiveDateTime>,
+    /// The admin's reason for disabling.
+    pub disabled_reason: Option<String>,
+    /// Successful logins so far.
+    pub login_count: i64,
+    /// First login (UTC).
+    pub created_at: NaiveDateTime,
+    /// Last change to the row (UTC).
+    pub updated_at: NaiveDateTime,
+    /// Latest successful login (UTC).
+    pub last_login_at: NaiveDateTime,
+}
+
+impl User {
+    /// True when an admin has disabled the user.
+    pub fn is_disabled(&self) -> bool {
+        self.disabled_at.is_some()
+    }
+}
+
+/// A user about to be created by a first login.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = users)]
+pub struct NewUser<'a> {
+    /// See [`User::openid`].
+    pub openid: &'a str,
+    /// See [`User::unionid`].
+    pub unionid: Option<&'a str>,
+    /// See [`User::session_key`].
+    pub session_key: &'a str,
+    /// See [`User::nickname`].
+    pub nickname: Option<&'a str>,
+    /// See [`User::avatar_url`].
+    pub avatar_url: Option<&'a str>,
+    /// Counts the creating login.
+    pub login_count: i64,
+    /// See [`User::created_at`].
+    pub created_at: NaiveDateTime,
+    /// See [`User::updated_at`].
+    pub updated_at: NaiveDateTime,
+    /// See [`User::last_login_at`].
+    pub last_login_at: NaiveDateTime,
+}
+
+/// A login token, known to us only by its hash.
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = login_tokens)]
+#[diesel(check_for_backend(diesel::sqlite::Sqlite))]
+pub struct LoginToken {
+    /// Row id.
+    pub id: i64,
+    /// The user the token logs in.
+    pub user_id: i64,
+    /// Hex SHA-256 of the token.
+    pub token_hash: String,
+    /// When it was issued (UTC).
+    pub created_at: NaiveDateTime,
+    /// When it stops working (UTC).
+    pub expires_at: NaiveDateTime,
+    /// When it was revoked by logout or by disabling the user.
+    pub revoked_at: Option<NaiveDateTime>,
+}
+
+/// A token about to be issued.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = login_tokens)]
+pub struct NewLoginToken<'a> {
+    /// See [`LoginToken::user_id`].
+    pub user_id: i64,
+    /// See [`LoginToken::token_hash`].
+    pub token_hash: &'a str,
+    /// See [`LoginToken::created_at`].
+    pub created_at: NaiveDateTime,
+    /// See [`LoginToken::expires_at`].
+    pub expires_at: NaiveDateTime,
+}
+
+/// One successful login.
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = logins)]
+#[diesel(check_for_backend(diesel::sqlite::Sqlite))]
+pub struct Login {
+    /// Row id.
+    pub id: i64,
+    /// Who logged in.
+    pub user_id: i64,
+    /// When (UTC).
+    pub logged_in_at: NaiveDateTime,
+    /// The client's IP address.
+    pub ip: Option<String>,
+    /// The client's User-Agent header, cut to 512 bytes.
+    pub user_agent: Option<String>,
+}
+
+/// A login about to be recorded.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = logins)]
+pub struct NewLogin<'a> {
+    /// See [`Login::user_id`].
+    pub user_id: i64,
+    /// See [`Login::logged_in_at`].
+    pub logged_in_at: NaiveDateTime,
+    /// See [`Login::ip`].
+    pub ip: Option<&'a str>,
+    /// See [`Login::user_agent`].
+    pub user_agent: Option<&'a str>,
+}

@@ -1,0 +1,45 @@
+// @generated shape of `diesel print-schema`, with ids as BigInt so the same models fit
+// PostgreSQL's BIGINT later (SQLite integers are 64-bit either way).
+
+diesel::table! {
+    users (id) {
+        id -> BigInt,
+        openid -> Text,
+        unionid -> Nullable<Text>,
+        session_key -> Text,
+        nickname -> Nullable<Text>,
+        avatar_url -> Nullable<Text>,
+        disabled_at -> Nullable<Timestamp>,
+        disabled_reason -> Nullable<Text>,
+        login_count -> BigInt,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        last_login_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    login_tokens (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        token_hash -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        revoked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    logins (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        logged_in_at -> Timestamp,
+        ip -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+    }
+}
+
+diesel::joinable!(login_tokens -> users (user_id));
+diesel::joinable!(logins -> users (user_id));
+
+diesel::allow_tables_to_appear_in_same_query!(users, login_tokens, logins);

@@ -1,0 +1,302 @@
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::models::{Login, NewLogin, NewLoginToken, NewUser, User};
+use super::schema::{login_tokens, logins, users};
+use super::DbConnection;
+use crate::domain::{AvatarUrl, Nickname, PLACEHOLDER_NICKNAME};
+
+/// Everything a successful code2Session exchange lets us record.
+#[derive(Debug)]
+pub struct LoginAttempt<'a> {
+    /// From WeChat.
+    pub openid: &'a str,
+    /// From WeChat, when it sent one.
+    pub unionid: Option<&'a str>,
+    /// From WeChat.
+    pub session_key: &'a str,
+    /// From the client, when it sent one.
+    pub nickname: Option<&'a Nickname>,
+    /// From the client, when it sent one.
+    pub avatar_url: Option<&'a AvatarUrl>,
+    /// The client's address.
+    pub ip: Option<&'a str>,
+    /// The client's User-Agent.
+    pub user_agent: Option<&'a str>,
+    /// Hash of the token to issue.
+    pub token_hash: &'a str,
+    /// When the token stops working.
+    pub token_expires_at: NaiveDateTime,
+    /// The time of the login.
+    pub now: NaiveDateTime,
+}
+
+/// What a login did.
+#[derive(Debug)]
+pub enum LoginOutcome {
+    /// The user is logged in and the token issued.
+    LoggedIn {
+        /// The user as stored after the login.
+        user: Box<User>,
+        /// True when this login created the user.
+        is_new: bool,
+    },
+    /// The user is disabled: nothing was changed and no token issued.
+    Disabled,
+}
+
+/// Changes a returning login makes; `None` fields are left as they are.
+#[derive(AsChangeset)]
+#[diesel(table_name = users)]
+struct ReturningLogin<'a> {
+    unionid: Option<&'a str>,
+    session_key: &'a str,
+    nickname: Option<&'a str>,
+    avatar_url: Option<&'a str>,
+    updated_at: NaiveDateTime,
+    last_login_at: NaiveDateTime,
+}
+
+/// Changes a profile update makes; `None` fields are left as they are.
+#[derive(AsChangeset)]
+#[diesel(table_name = users)]
+struct ProfileChange<'a> {
+    nickname: Option<&'a str>,
+    avatar_url: Option<&'a str>,
+    updated_at: NaiveDateTime,
+}
+
+/// The nickname to store when a client sends `given` and the user has `current`: WeChat's
+/// anonymous placeholder never replaces a real name.
+fn nickname_to_store<'a>(current: Option<&str>, given: Option<&'a Nickname>) -> Option<&'a str> {
+    let given = given?;
+    let current_is_real = current.is_some_and(|c| c != PLACEHOLDER_NICKNAME);
+    if given.is_placeholder() && current_is_real {
+        None
+    } else {
+        Some(given.as_str())
+    }
+}
+
+impl User {
+    /// The user with this id.
+    pub fn find(conn: &mut DbConnection, id: i64) -> QueryResult<Option<User>> {
+        users::table
+            .find(id)
+            .select(User::as_select())
+            .first(conn)
+            .optional()
+    }
+
+    /// The user with this openid.
+    pub fn find_by_openid(conn: &mut DbConnection, openid: &str) -> QueryResult<Option<User>> {
+        users::table
+            .filter(users::openid.eq(openid))
+            .select(User::as_select())
+            .first(conn)
+            .optional()
+    }
+
+    /// Creates or updates the user behind `attempt`, issues its token and records the
+    /// login, all in one transaction; changes nothing for a disabled user.
+    pub fn record_login(
+        conn: &mut DbConnection,
+        attempt: &LoginAttempt<'_>,
+    ) -> QueryResult<LoginOutcome> {
+        // IMMEDIATE takes the write lock up front. A deferred transaction that reads and
+        // then writes can fail at once with "database is locked" when another writer got
+        // in between; taking the lock first makes concurrent logins wait their turn (the
+        // busy timeout), and makes "look up, then insert" atomic for racing first logins.
+        conn.immediate_transaction(|conn| {
+            let (user, is_new) = match Self::find_by_openid(conn, attempt.openid)? {
+                Some(existing) if existing.is_disabled() => return Ok(LoginOutcome::Disabled),
+                Some(existing) => (Self::update_on_login(conn, &existing, attempt)?, false),
+                None => match Self::insert_on_login(conn, attempt)? {
+                    Some(created) => (created, true),
+                    // Another transaction created the user first: log in as returning.
+                    // (Unreachable on SQLite under the write lock; kept for PostgreSQL.)
+                    None => {
+                        let existing = Self::find_by_openid(conn, attempt.openid)?
+                            .ok_or(diesel::result::Error::NotFound)?;
+                        if existing.is_disabled() {
+                            return Ok(LoginOutcome::Disabled);
+                        }
+                        (Self::update_on_login(conn, &existing, attempt)?, false)
+                    }
+                },
+            };
+            diesel::insert_into(login_tokens::table)
+                .values(NewLoginToken {
+                    user_id: user.id,
+                    token_hash: attempt.token_hash,
+                    created_at: attempt.now,
+                    expires_at: attempt.token_expires_at,
+                })
+                .execute(conn)?;
+            diesel::insert_into(logins::table)
+                .values(NewLogin {
+                    user_id: user.id,
+                    logged_in_at: attempt.now,
+                    ip: attempt.ip,
+                    user_agent: attempt.user_agent,
+                })
+                .execute(conn)?;
+            Ok(LoginOutcome::LoggedIn {
+                user: Box::new(user),
+                is_new,
+            })
+        })
+    }
+
+    fn insert_on_login(
+        conn: &mut DbConnection,
+        attempt: &LoginAttempt<'_>,
+    ) -> QueryResult<Option<User>> {
+        diesel::insert_into(users::table)
+            .values(NewUser {
+                openid: attempt.openid,
+                unionid: attempt.unionid,
+                session_key: attempt.session_key,
+                nickname: attempt.nickname.map(Nickname::as_str),
+                avatar_url: attempt.avatar_url.map(AvatarUrl::as_str),
+                login_count: 1,
+                created_at: attempt.now,
+                updated_at: attempt.now,
+                last_login_at: attempt.now,
+            })
+            .on_conflict_do_nothing()
+            .returning(User::as_returning())
+            .get_result(conn)
+            .optional()
+    }
+
+    fn update_on_login(
+        conn: &mut DbConnection,
+        existing: &User,
+        attempt: &LoginAttempt<'_>,
+    ) -> QueryResult<User> {
+        let changes = ReturningLogin {
+            unionid: attempt.unionid,
+            session_key: attempt.session_key,
+            nickname: nickname_to_store(existing.nickname.as_deref(), attempt.nickname),
+            avatar_url: attempt.avatar_url.map(AvatarUrl::as_str),
+            updated_at: attempt.now,
+            last_login_at: attempt.now,
+        };
+        diesel::update(users::table.find(existing.id))
+            .set((changes, users::login_count.eq(users::login_count + 1)))
+            .returning(User::as_returning())
+            .get_result(conn)
+    }
+
+    /// Sets the nickname and/or avatar given; the placeholder nickname never replaces a
+    /// real one. Returns the user as stored afterwards.
+    pub fn update_profile(
+        conn: &mut DbConnection,
+        id: i64,
+        nickname: Option<&Nickname>,
+        avatar_url: Option<&AvatarUrl>,
+        now: NaiveDateTime,
+    ) -> QueryResult<User> {
+        conn.immediate_transaction(|conn| {
+            let existing = Self::find(conn, id)?.ok_or(diesel::result::Error::NotFound)?;
+            diesel::update(users::table.find(id))
+                .set(ProfileChange {
+                    nickname: nickname_to_store(existing.nickname.as_deref(), nickname),
+                    avatar_url: avatar_url.map(AvatarUrl::as_str),
+                    updated_at: now,
+                })
+                .returning(User::as_returning())
+                .get_result(conn)
+        })
+    }
+
+    /// Disables the user and revokes every token it holds, at once.
+    pub fn disable(
+        conn: &mut DbConnection,
+        id: i64,
+        reason: &str,
+        now: NaiveDateTime,
+    ) -> QueryResult<User> {
+        conn.immediate_transaction(|conn| {
+            let user = diesel::update(users::table.find(id))
+                .set((
+                    users::disabled_at.eq(now),
+                    users::disabled_reason.eq(reason),
+                    users::updated_at.eq(now),
+                ))
+                .returning(User::as_returning())
+                .get_result(conn)?;
+            diesel::update(
+                login_tokens::table
+                    .filter(login_tokens::user_id.eq(id))
+                    .filter(login_tokens::revoked_at.is_null()),
+            )
+            .set(login_tokens::revoked_at.eq(now))
+            .execute(conn)?;
+            Ok(user)
+        })
+    }
+
+    /// Makes a disabled user active again; they log in anew to get a token.
+    pub fn enable(conn: &mut DbConnection, id: i64, now: NaiveDateTime) -> QueryResult<User> {
+        diesel::update(users::table.find(id))
+            .set((
+                users::disabled_at.eq(None::<NaiveDateTime>),
+                users::disabled_reason.eq(None::<String>),
+                users::updated_at.eq(now),
+            ))
+            .returning(User::as_returning())
+            .get_result(conn)
+    }
+
+    /// The user's most recent logins, newest first.
+    pub fn recent_logins(conn: &mut DbConnection, id: i64, limit: i64) -> QueryResult<Vec<Login>> {
+        logins::table
+            .filter(logins::user_id.eq(id))
+            .order(logins::id.desc())
+            .limit(limit)
+            .select(Login::as_select())
+            .load(conn)
+    }
+
+    /// How many users there are.
+    pub fn count(conn: &mut DbConnection) -> QueryResult<i64> {
+        users::table.count().get_result(conn)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_placeholder_never_replaces_a_real_nickname() {
+        let placeholder = Nickname::parse(PLACEHOLDER_NICKNAME).unwrap();
+        assert_eq!(nickname_to_store(Some("小明"), Some(&placeholder)), None);
+    }
+
+    #[test]
+    fn the_placeholder_fills_an_empty_or_placeholder_nickname() {
+        let placeholder = Nickname::parse(PLACEHOLDER_NICKNAME).unwrap();
+        assert_eq!(
+            nickname_to_store(None, Some(&placeholder)),
+            Some(PLACEHOLDER_NICKNAME)
+        );
+        assert_eq!(
+            nickname_to_store(Some(PLACEHOLDER_NICKNAME), Some(&placeholder)),
+            Some(PLACEHOLDER_NICKNAME)
+        );
+    }
+
+    #[test]
+    fn a_real_nickname_replaces_anything_and_none_keeps_what_is_there() {
+        let real = Nickname::parse("小红").unwrap();
+        assert_eq!(nickname_to_store(Some("小明"), Some(&real)), Some("小红"));
+        assert_eq!(
+            nickname_to_store(Some(PLACEHOLDER_NICKNAME), Some(&real)),
+            Some("小红")
+        );
+        assert_eq!(nickname_to_store(Some("小明"), None), None);
+    }
+}

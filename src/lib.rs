@@ -1,0 +1,11 @@
+//! wxlogin: the login backend of a WeChat mini-program, and the console its admins use.
+
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod routes;
+pub mod startup;
+pub mod telemetry;
+pub mod wechat;

@@ -1,0 +1,98 @@
+use actix_web::{web, HttpRequest, HttpResponse};
+use anyhow::Context;
+use serde::Deserialize;
+
+use super::input::decode_body;
+use super::UserView;
+use crate::db::models::{LoginToken, User};
+use crate::db::TokenLookup;
+use crate::domain::{AvatarUrl, Nickname};
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+/// Profile fields a client may change. Unknown fields are refused, so a typo such as
+/// `nickName` gets an error instead of silently changing nothing.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfileInput {
+    #[serde(alias = "user_name")]
+    nickname: Option<String>,
+    avatar_url: Option<String>,
+}
+
+/// The user behind the request's bearer token, and the token's hash.
+async fn authenticate(req: &HttpRequest, state: &AppState) -> Result<(User, String), ApiError> {
+    let token = crate::auth::bearer_token(req).ok_or(ApiError::Unauthorized)?;
+    let hash = crate::auth::hash_token(token);
+    let lookup_hash = hash.clone();
+    let lookup = crate::db::run(&state.pool, move |conn| {
+        LoginToken::lookup(conn, &lookup_hash, crate::db::now()).context("checking a token")
+    })
+    .await
+    .map_err(ApiError::Internal)?;
+    match lookup {
+        TokenLookup::Valid(user) => Ok((*user, hash)),
+        TokenLookup::UserDisabled => Err(ApiError::UserDisabled),
+        TokenLookup::Invalid => Err(ApiError::Unauthorized),
+    }
+}
+
+/// `GET /api/v1/me`: the logged-in user.
+pub async fn get_me(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let (user, _) = authenticate(&req, &state).await?;
+    Ok(
+        HttpResponse::Ok()
+            .json(serde_json::json!({"ret": true, "user": UserView::new(user, None)})),
+    )
+}
+
+/// `PATCH /api/v1/me`: sets nickname and/or avatar_url.
+pub async fn patch_me(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let (user, _) = authenticate(&req, &state).await?;
+    let input: ProfileInput = decode_body(&req, payload).await?;
+    let nickname = input.nickname.map(|n| Nickname::parse(&n)).transpose()?;
+    let avatar_url = input.avatar_url.map(|a| AvatarUrl::parse(&a)).transpose()?;
+    if nickname.is_none() && avatar_url.is_none() {
+        return Err(ApiError::InvalidRequest(
+            "give nickname and/or avatar_url to change".into(),
+        ));
+    }
+    let id = user.id;
+    let user = crate::db::run(&state.pool, move |conn| {
+        User::update_profile(
+            conn,
+            id,
+            nickname.as_ref(),
+            avatar_url.as_ref(),
+            crate::db::now(),
+        )
+        .context("updating a profile")
+    })
+    .await
+    .map_err(ApiError::Internal)?;
+    Ok(
+        HttpResponse::Ok()
+            .json(serde_json::json!({"ret": true, "user": UserView::new(user, None)})),
+    )
+}
+
+/// `POST /api/v1/logout`: revokes the token the request carries.
+pub async fn logout(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let (_, hash) = authenticate(&req, &state).await?;
+    crate::db::run(&state.pool, move |conn| {
+        LoginToken::revoke(conn, &hash, crate::db::now()).context("revoking a token")
+    })
+    .await
+    .map_err(ApiError::Internal)?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({"ret": true})))
+}
