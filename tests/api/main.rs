@@ -1,0 +1,10 @@
+//! Black-box tests of the HTTP API: the real server on port 0, a fresh SQLite file and a
+//! fake WeChat per test.
+
+mod concurrency;
+mod errors;
+mod health;
+mod helpers;
+mod login;
+mod profile;
+mod tokens;
