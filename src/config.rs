@@ -17,7 +17,37 @@ pub struct Config {
     pub token_ttl: Duration,
     /// How long a stopping server waits for requests already accepted.
     pub shutdown_timeout: Duration,
+    /// The admin console's settings.
+    pub admin: AdminConfig,
 }
+
+/// Settings of the admin console.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    /// Mark the session cookie `Secure` (set when served over HTTPS).
+    pub cookie_secure: bool,
+    /// A session unused this long is over.
+    pub session_idle: Duration,
+    /// Key that signs and encrypts the session cookie; `None`: generated once and kept in
+    /// the data directory.
+    pub session_key: Option<Secret>,
+    /// Time zone in which the console shows times.
+    pub timezone: chrono_tz::Tz,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            cookie_secure: false,
+            session_idle: Duration::from_secs(1800),
+            session_key: None,
+            timezone: chrono_tz::Asia::Shanghai,
+        }
+    }
+}
+
+/// Shortest `SESSION_KEY` accepted, in bytes.
+pub const MIN_SESSION_KEY_BYTES: usize = 64;
 
 /// How to reach WeChat's server API.
 #[derive(Debug, Clone)]
@@ -112,7 +142,52 @@ impl Config {
             return Err(ConfigError("TOKEN_TTL_SECS must be at least 1".into()));
         }
 
+        let cookie_secure = match get("COOKIE_SECURE").map(|v| v.trim().to_ascii_lowercase()) {
+            None => false,
+            Some(v) if matches!(v.as_str(), "true" | "1" | "yes") => true,
+            Some(v) if matches!(v.as_str(), "false" | "0" | "no") => false,
+            Some(v) => {
+                return Err(ConfigError(format!(
+                    "COOKIE_SECURE must be true or false, not {v:?}"
+                )))
+            }
+        };
+        let session_key = get("SESSION_KEY").map(Secret::new);
+        if let Some(key) = &session_key {
+            if key.expose().len() < MIN_SESSION_KEY_BYTES {
+                return Err(ConfigError(format!(
+                    "SESSION_KEY must be at least {MIN_SESSION_KEY_BYTES} bytes (it has {}); \
+                     generate one with: openssl rand -hex 64",
+                    key.expose().len()
+                )));
+            }
+        }
+        let session_idle = parse_number(
+            "ADMIN_SESSION_IDLE_SECS",
+            get("ADMIN_SESSION_IDLE_SECS"),
+            1800,
+        )?;
+        if session_idle == 0 {
+            return Err(ConfigError(
+                "ADMIN_SESSION_IDLE_SECS must be at least 1".into(),
+            ));
+        }
+        let timezone = match get("ADMIN_TIMEZONE") {
+            None => chrono_tz::Asia::Shanghai,
+            Some(name) => name.trim().parse().map_err(|_| {
+                ConfigError(format!(
+                    "ADMIN_TIMEZONE {name:?} is not a time zone name such as Asia/Shanghai or UTC"
+                ))
+            })?,
+        };
+
         Ok(Self {
+            admin: AdminConfig {
+                cookie_secure,
+                session_idle: Duration::from_secs(session_idle),
+                session_key,
+                timezone,
+            },
             bind_addr: get("BIND_ADDR").unwrap_or_else(|| "127.0.0.1:8080".to_owned()),
             database_url,
             wechat,
@@ -211,6 +286,36 @@ mod tests {
             ("WECHAT_API_BASE", "ftp://x"),
         ])
         .is_err());
+    }
+
+    #[test]
+    fn console_settings_have_defaults_and_are_validated() {
+        let c = config(&[]).unwrap();
+        assert!(!c.admin.cookie_secure);
+        assert_eq!(c.admin.session_idle, Duration::from_secs(1800));
+        assert_eq!(c.admin.timezone, chrono_tz::Asia::Shanghai);
+        let c = config(&[
+            ("COOKIE_SECURE", "true"),
+            ("ADMIN_TIMEZONE", "Europe/Berlin"),
+        ])
+        .unwrap();
+        assert!(c.admin.cookie_secure);
+        assert_eq!(c.admin.timezone, chrono_tz::Europe::Berlin);
+        for (name, value) in [
+            ("COOKIE_SECURE", "maybe"),
+            ("ADMIN_TIMEZONE", "Mars/Olympus"),
+            ("ADMIN_SESSION_IDLE_SECS", "0"),
+        ] {
+            let err = config(&[(name, value)]).unwrap_err();
+            assert!(err.to_string().contains(name), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_session_key_under_64_bytes_is_an_error() {
+        let err = config(&[("SESSION_KEY", &"k".repeat(63))]).unwrap_err();
+        assert!(err.to_string().contains("SESSION_KEY"), "{err}");
+        assert!(config(&[("SESSION_KEY", &"k".repeat(64))]).is_ok());
     }
 
     #[test]

@@ -1,10 +1,13 @@
 //! wxlogin: the login backend of a WeChat mini-program, and the console its admins use.
 
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod i18n;
+pub mod passwords;
 pub mod routes;
 pub mod startup;
 pub mod telemetry;

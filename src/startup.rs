@@ -1,14 +1,20 @@
 //! Building the application: database, WeChat client, HTTP server bound to its port.
 
 use std::net::TcpListener;
+use std::path::Path;
+use std::time::Duration;
 
+use actix_session::config::{BrowserSession, TtlExtensionPolicy};
+use actix_session::SessionMiddleware;
+use actix_web::cookie::{Key, SameSite};
 use actix_web::dev::Server;
-use actix_web::middleware::from_fn;
-use actix_web::{web, App, HttpServer};
+use actix_web::middleware::{from_fn, DefaultHeaders};
+use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::Context;
 
 use crate::config::Config;
-use crate::db::DbPool;
+use crate::db::models::{Admin, NewAdmin};
+use crate::db::{DbPool, DbSessionStore};
 use crate::routes;
 use crate::wechat::{HttpWeChat, SimulatedWeChat, WeChat};
 
@@ -20,6 +26,8 @@ pub struct AppState {
     pub wechat: WeChat,
     /// Lifetime of a new login token.
     pub token_ttl: chrono::TimeDelta,
+    /// Time zone the console shows times in.
+    pub admin_timezone: chrono_tz::Tz,
 }
 
 /// A server bound to its port, ready to run.
@@ -28,11 +36,21 @@ pub struct Application {
     server: Server,
 }
 
+/// Username of the admin created on first start.
+pub const FIRST_ADMIN: &str = "admin";
+
+/// Headers on every response. `img-src https:` lets the console show avatars, which live
+/// on WeChat's and the app's own image hosts; everything else comes from this server.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' https: data:; \
+     frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
 impl Application {
     /// Opens the database (running migrations), binds `config.bind_addr` and builds the
     /// server. With port 0 the OS picks a free port; [`Application::port`] tells which.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let pool = crate::db::connect(&config.database_url)?;
+        ensure_an_admin_exists(&pool)?;
+        let session_key = load_session_key(&config)?;
         let wechat = match &config.wechat {
             Some(wechat) => {
                 tracing::info!(appid = %wechat.appid, api_base = %wechat.api_base, "using the WeChat API");
@@ -50,11 +68,22 @@ impl Application {
             }
         };
         let state = web::Data::new(AppState {
-            pool,
+            pool: pool.clone(),
             wechat,
             token_ttl: chrono::TimeDelta::from_std(config.token_ttl)
                 .context("TOKEN_TTL_SECS is too large")?,
+            admin_timezone: config.admin.timezone,
         });
+        let session_store = DbSessionStore::new(pool.clone());
+        let idle = actix_web::cookie::time::Duration::seconds(
+            config
+                .admin
+                .session_idle
+                .as_secs()
+                .try_into()
+                .unwrap_or(i64::MAX),
+        );
+        let cookie_secure = config.admin.cookie_secure;
 
         let listener = TcpListener::bind(&config.bind_addr)
             .with_context(|| format!("binding {}", config.bind_addr))?;
@@ -62,17 +91,52 @@ impl Application {
         let port = address.port();
 
         let server = HttpServer::new(move || {
+            let sessions = SessionMiddleware::builder(session_store.clone(), session_key.clone())
+                .cookie_name("wxlogin_session".to_owned())
+                .cookie_path("/admin".to_owned())
+                .cookie_http_only(true)
+                .cookie_same_site(SameSite::Strict)
+                .cookie_secure(cookie_secure)
+                .session_lifecycle(
+                    BrowserSession::default()
+                        .state_ttl(idle)
+                        .state_ttl_extension_policy(TtlExtensionPolicy::OnEveryRequest),
+                )
+                .build();
             App::new()
+                .wrap(
+                    DefaultHeaders::new()
+                        .add(("Content-Security-Policy", CONTENT_SECURITY_POLICY))
+                        .add(("X-Frame-Options", "DENY"))
+                        .add(("X-Content-Type-Options", "nosniff"))
+                        .add(("Referrer-Policy", "same-origin")),
+                )
                 .wrap(from_fn(crate::telemetry::access_log))
                 .app_data(state.clone())
                 .route("/healthz", web::get().to(routes::health::healthz))
+                .route("/static/{name}", web::get().to(routes::assets::static_file))
+                .route(
+                    "/",
+                    web::get().to(|| async { routes::admin::see_other("/admin") }),
+                )
                 .configure(routes::api::configure)
+                .service(
+                    web::scope("/admin")
+                        .wrap(sessions)
+                        .configure(routes::admin::configure),
+                )
+                .default_service(web::to(|| async {
+                    HttpResponse::NotFound()
+                        .content_type("text/plain; charset=utf-8")
+                        .body("not found")
+                }))
         })
         .shutdown_timeout(config.shutdown_timeout.as_secs())
         .listen(listener)
         .context("listening")?
         .run();
 
+        spawn_housekeeping(pool);
         tracing::info!(
             %address,
             database = %config.database_url,
@@ -91,4 +155,109 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+/// On a database without admins, creates `admin` with a random password, shown once in the
+/// log, which must be changed at the first sign-in.
+fn ensure_an_admin_exists(pool: &DbPool) -> anyhow::Result<()> {
+    let mut conn = pool.get().context("taking a database connection")?;
+    if Admin::count(&mut conn)? > 0 {
+        return Ok(());
+    }
+    let password = crate::passwords::generate();
+    let hash = crate::passwords::hash(&password)?;
+    let now = crate::db::now();
+    Admin::create(
+        &mut conn,
+        &NewAdmin {
+            username: FIRST_ADMIN,
+            password_hash: &hash,
+            must_change_password: true,
+            created_at: now,
+            updated_at: now,
+        },
+    )
+    .context("creating the first admin")?;
+    tracing::warn!(
+        "No admin existed, so one was created. Sign in at /admin/login as `{FIRST_ADMIN}` with \
+         password `{password}` (shown only this once; you will be asked to change it)."
+    );
+    Ok(())
+}
+
+/// The key that signs and encrypts session cookies: `SESSION_KEY`, or one generated on
+/// first start and kept beside the database, so a restart does not sign everyone out.
+fn load_session_key(config: &Config) -> anyhow::Result<Key> {
+    if let Some(key) = &config.admin.session_key {
+        return Key::try_from(key.expose().as_bytes()).context("SESSION_KEY is unusable");
+    }
+    let dir = Path::new(&config.database_url)
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let path = dir.join("session.key");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let bytes = hex::decode(text.trim()).with_context(|| {
+                format!(
+                    "{} is not a hex key: delete it to make a new one",
+                    path.display()
+                )
+            })?;
+            Key::try_from(bytes.as_slice()).with_context(|| {
+                format!(
+                    "{} is too short: delete it to make a new one",
+                    path.display()
+                )
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = Key::generate();
+            write_private(&path, &hex::encode(key.master()))?;
+            tracing::info!(path = %path.display(), "generated the session key");
+            Ok(key)
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Writes a file only its owner can read.
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(contents.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// Every ten minutes: forget expired console sessions and old failed sign-ins.
+fn spawn_housekeeping(pool: DbPool) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(600));
+        loop {
+            tick.tick().await;
+            let result = crate::db::run(&pool, |conn| {
+                let sessions = DbSessionStore::purge_expired(conn)?;
+                let failures =
+                    Admin::prune_failures(conn, crate::db::now() - chrono::TimeDelta::days(1))?;
+                Ok((sessions, failures))
+            })
+            .await;
+            match result {
+                Ok((sessions, failures)) if sessions + failures > 0 => {
+                    tracing::debug!(sessions, failures, "housekeeping removed expired rows")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = format!("{e:#}"), "housekeeping failed"),
+            }
+        }
+    });
 }

@@ -17,6 +17,7 @@ CREATE TABLE users (
 CREATE INDEX users_unionid ON users (unionid);
 CREATE INDEX users_created_at ON users (created_at);
 CREATE INDEX users_last_login_at ON users (last_login_at);
+CREATE INDEX users_disabled_at ON users (disabled_at);
 
 -- Login tokens are stored only as the SHA-256 of the token the client holds.
 CREATE TABLE login_tokens (

@@ -1,10 +1,16 @@
 //! The database: connection pool, SQLite settings, embedded migrations, models and queries.
 
+mod admins;
+mod console;
 pub mod models;
 pub mod schema;
+mod sessions;
 mod tokens;
 mod users;
 
+pub use admins::{AuditAction, AuditFilter};
+pub use console::{like_contains, DashboardStats, StatusFilter, UserList, UserListQuery, UserSort};
+pub use sessions::DbSessionStore;
 pub use tokens::TokenLookup;
 pub use users::{LoginAttempt, LoginOutcome};
 

@@ -130,3 +130,85 @@ pub struct NewLogin<'a> {
     /// See [`Login::user_agent`].
     pub user_agent: Option<&'a str>,
 }
+
+use super::schema::{admins, audit_log};
+
+/// A console user.
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = admins)]
+#[diesel(check_for_backend(diesel::sqlite::Sqlite))]
+pub struct Admin {
+    /// Row id.
+    pub id: i64,
+    /// Sign-in name.
+    pub username: String,
+    /// Argon2id PHC string.
+    pub password_hash: String,
+    /// True until the admin replaces a generated password.
+    pub must_change_password: bool,
+    /// Created (UTC).
+    pub created_at: NaiveDateTime,
+    /// Last change (UTC).
+    pub updated_at: NaiveDateTime,
+    /// Latest successful sign-in (UTC).
+    pub last_sign_in_at: Option<NaiveDateTime>,
+}
+
+/// An admin about to be created.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = admins)]
+pub struct NewAdmin<'a> {
+    /// See [`Admin::username`].
+    pub username: &'a str,
+    /// See [`Admin::password_hash`].
+    pub password_hash: &'a str,
+    /// See [`Admin::must_change_password`].
+    pub must_change_password: bool,
+    /// See [`Admin::created_at`].
+    pub created_at: NaiveDateTime,
+    /// See [`Admin::updated_at`].
+    pub updated_at: NaiveDateTime,
+}
+
+/// One admin action.
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = audit_log)]
+#[diesel(check_for_backend(diesel::sqlite::Sqlite))]
+pub struct AuditEntry {
+    /// Row id.
+    pub id: i64,
+    /// Who (None if that admin was deleted).
+    pub admin_id: Option<i64>,
+    /// Who, by name at the time.
+    pub admin_username: String,
+    /// What: one of the [`crate::db::AuditAction`] names.
+    pub action: String,
+    /// On whom, for actions on a user.
+    pub user_id: Option<i64>,
+    /// The reason given.
+    pub reason: Option<String>,
+    /// From which address.
+    pub ip: Option<String>,
+    /// When (UTC).
+    pub created_at: NaiveDateTime,
+}
+
+/// An admin action about to be recorded.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = audit_log)]
+pub struct NewAuditEntry<'a> {
+    /// See [`AuditEntry::admin_id`].
+    pub admin_id: Option<i64>,
+    /// See [`AuditEntry::admin_username`].
+    pub admin_username: &'a str,
+    /// See [`AuditEntry::action`].
+    pub action: &'a str,
+    /// See [`AuditEntry::user_id`].
+    pub user_id: Option<i64>,
+    /// See [`AuditEntry::reason`].
+    pub reason: Option<&'a str>,
+    /// See [`AuditEntry::ip`].
+    pub ip: Option<&'a str>,
+    /// See [`AuditEntry::created_at`].
+    pub created_at: NaiveDateTime,
+}

@@ -39,7 +39,59 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    admins (id) {
+        id -> BigInt,
+        username -> Text,
+        password_hash -> Text,
+        must_change_password -> Bool,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        last_sign_in_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    admin_sessions (key_hash) {
+        key_hash -> Text,
+        state -> Text,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    admin_sign_in_failures (id) {
+        id -> BigInt,
+        username -> Text,
+        ip -> Text,
+        failed_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    audit_log (id) {
+        id -> BigInt,
+        admin_id -> Nullable<BigInt>,
+        admin_username -> Text,
+        action -> Text,
+        user_id -> Nullable<BigInt>,
+        reason -> Nullable<Text>,
+        ip -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(login_tokens -> users (user_id));
+diesel::joinable!(audit_log -> users (user_id));
+diesel::joinable!(audit_log -> admins (admin_id));
 diesel::joinable!(logins -> users (user_id));
 
-diesel::allow_tables_to_appear_in_same_query!(users, login_tokens, logins);
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    login_tokens,
+    logins,
+    admins,
+    admin_sessions,
+    admin_sign_in_failures,
+    audit_log,
+);

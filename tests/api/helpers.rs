@@ -9,7 +9,7 @@ use std::time::Duration;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use diesel::Connection;
 use serde_json::Value;
-use wxlogin::config::{Config, WeChatConfig};
+use wxlogin::config::{AdminConfig, Config, WeChatConfig};
 use wxlogin::db::DbConnection;
 use wxlogin::domain::Secret;
 use wxlogin::startup::Application;
@@ -250,6 +250,7 @@ pub struct Options {
     pub api_base: Option<String>,
     pub wechat_timeout: Duration,
     pub token_ttl: Duration,
+    pub session_idle: Duration,
 }
 
 impl Default for Options {
@@ -261,6 +262,7 @@ impl Default for Options {
             api_base: None,
             wechat_timeout: Duration::from_secs(3),
             token_ttl: Duration::from_secs(3600),
+            session_idle: Duration::from_secs(1800),
         }
     }
 }
@@ -285,6 +287,10 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         wechat,
         token_ttl: options.token_ttl,
         shutdown_timeout: Duration::from_secs(1),
+        admin: AdminConfig {
+            session_idle: options.session_idle,
+            ..AdminConfig::default()
+        },
     };
     let app = Application::build(config).await.expect("the app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
@@ -295,6 +301,8 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         fake,
         client: reqwest::Client::builder()
             .user_agent("wxlogin-tests/1.0 (MicroMessenger)")
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap(),
         _dir: dir,
