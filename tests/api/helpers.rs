@@ -392,3 +392,161 @@ impl TestApp {
             .n
     }
 }
+
+/// A console page as fetched.
+#[derive(Debug)]
+pub struct Page {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+}
+
+impl Page {
+    pub fn location(&self) -> Option<&str> {
+        self.headers.get("location").and_then(|v| v.to_str().ok())
+    }
+
+    /// The value of the session cookie this response set, if any.
+    pub fn session_cookie(&self) -> Option<String> {
+        self.headers.get_all("set-cookie").iter().find_map(|v| {
+            let v = v.to_str().ok()?;
+            let pair = v.split(';').next()?;
+            pair.strip_prefix("wxlogin_session=").map(str::to_owned)
+        })
+    }
+
+    pub fn set_cookie_header(&self) -> Option<String> {
+        self.headers
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with("wxlogin_session="))
+            .map(str::to_owned)
+    }
+
+    #[track_caller]
+    pub fn assert_redirect(&self, to: &str) {
+        assert_eq!(
+            self.status, 303,
+            "expected a redirect to {to}: {}",
+            self.text
+        );
+        assert_eq!(self.location(), Some(to));
+    }
+}
+
+/// The CSRF token in a page's first form.
+pub fn extract_csrf(html: &str) -> Option<String> {
+    let start = html.find(r#"name="csrf" value=""#)? + r#"name="csrf" value=""#.len();
+    let end = html[start..].find('"')? + start;
+    Some(html[start..end].to_owned())
+}
+
+/// A cookie-keeping client: one browser, one console session.
+pub struct Browser<'a> {
+    app: &'a TestApp,
+    pub client: reqwest::Client,
+}
+
+pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
+
+impl TestApp {
+    /// A new browser that prefers `accept_language`.
+    pub fn browser_with_language(&self, accept_language: &str) -> Browser<'_> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("accept-language", accept_language.parse().unwrap());
+        Browser {
+            app: self,
+            client: reqwest::Client::builder()
+                .cookie_store(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .default_headers(headers)
+                .build()
+                .unwrap(),
+        }
+    }
+
+    /// A new English-speaking browser.
+    pub fn browser(&self) -> Browser<'_> {
+        self.browser_with_language("en-US,en;q=0.9")
+    }
+
+    /// Creates an admin straight in the database.
+    pub fn create_admin(&self, username: &str, password: &str, must_change_password: bool) -> i64 {
+        let now = wxlogin::db::now();
+        wxlogin::db::models::Admin::create(
+            &mut self.db(),
+            &wxlogin::db::models::NewAdmin {
+                username,
+                password_hash: &wxlogin::passwords::hash(password).unwrap(),
+                must_change_password,
+                created_at: now,
+                updated_at: now,
+            },
+        )
+        .unwrap()
+        .id
+    }
+
+    /// A browser signed in as a fresh admin `ops`.
+    pub async fn signed_in_browser(&self) -> Browser<'_> {
+        self.create_admin("ops", ADMIN_PASSWORD, false);
+        let browser = self.browser();
+        let page = browser.sign_in("ops", ADMIN_PASSWORD).await;
+        page.assert_redirect("/admin");
+        browser
+    }
+}
+
+impl Browser<'_> {
+    async fn page(&self, request: reqwest::RequestBuilder) -> Page {
+        let response = request.send().await.expect("the server answers");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        for key in self.app.fake.session_keys() {
+            assert!(!text.contains(&key), "a page leaked a session_key");
+        }
+        Page {
+            status,
+            headers,
+            text,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Page {
+        self.page(self.client.get(self.app.url(path))).await
+    }
+
+    pub async fn post(&self, path: &str, form: &[(&str, &str)]) -> Page {
+        self.page(self.client.post(self.app.url(path)).form(form))
+            .await
+    }
+
+    /// The CSRF token of the form on `path`.
+    pub async fn csrf(&self, path: &str) -> String {
+        let page = self.get(path).await;
+        extract_csrf(&page.text).unwrap_or_else(|| panic!("no CSRF token on {path}: {}", page.text))
+    }
+
+    pub async fn sign_in(&self, username: &str, password: &str) -> Page {
+        let csrf = self.csrf("/admin/login").await;
+        self.post(
+            "/admin/login",
+            &[
+                ("csrf", &csrf),
+                ("username", username),
+                ("password", password),
+            ],
+        )
+        .await
+    }
+
+    /// Posts a form on `page_path`'s CSRF token.
+    pub async fn submit(&self, page_path: &str, action: &str, fields: &[(&str, &str)]) -> Page {
+        let csrf = self.csrf(page_path).await;
+        let mut form = vec![("csrf", csrf.as_str())];
+        form.extend_from_slice(fields);
+        self.post(action, &form).await
+    }
+}

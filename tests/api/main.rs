@@ -2,6 +2,7 @@
 //! fake WeChat per test.
 
 mod concurrency;
+mod console;
 mod errors;
 mod health;
 mod helpers;

@@ -84,6 +84,7 @@ pub async fn login_page(
 
 #[derive(Deserialize)]
 pub struct SignInForm {
+    #[serde(default)]
     csrf: String,
     username: String,
     password: String,
@@ -196,6 +197,7 @@ pub async fn sign_in(
 
 #[derive(Deserialize)]
 pub struct CsrfForm {
+    #[serde(default)]
     csrf: String,
 }
 

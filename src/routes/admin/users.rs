@@ -25,9 +25,9 @@ pub struct ListParams {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     sort: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    page: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     per_page: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    page: Option<i64>,
 }
 
 fn parse_status(s: &str) -> Result<StatusFilter, AdminError> {
@@ -392,6 +392,7 @@ pub async fn detail(
 
 #[derive(Deserialize)]
 pub struct DisableForm {
+    #[serde(default)]
     csrf: String,
     #[serde(default)]
     reason: String,
@@ -399,6 +400,7 @@ pub struct DisableForm {
 
 #[derive(Deserialize)]
 pub struct CsrfForm {
+    #[serde(default)]
     csrf: String,
 }
 
