@@ -19,6 +19,58 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// The admin console's settings.
     pub admin: AdminConfig,
+    /// Logins accepted per client IP per minute; 0 turns the limit off.
+    pub login_rate_per_min: u32,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+/// An IP network such as `10.0.0.0/8` or a single address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    addr: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    /// Parses `1.2.3.4`, `10.0.0.0/8`, `::1` or `fd00::/8`.
+    pub fn parse(s: &str) -> Option<Self> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a.parse().ok()?, Some(p.parse::<u8>().ok()?)),
+            None => (s.parse().ok()?, None),
+        };
+        let max = if matches!(addr, std::net::IpAddr::V4(_)) {
+            32
+        } else {
+            128
+        };
+        let prefix = prefix.unwrap_or(max);
+        (prefix <= max).then_some(Self { addr, prefix })
+    }
+
+    /// True when `ip` is inside the network.
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Settings of the admin console.
@@ -181,7 +233,29 @@ impl Config {
             })?,
         };
 
+        let login_rate_per_min = parse_number("LOGIN_RATE_PER_MIN", get("LOGIN_RATE_PER_MIN"), 60)?;
+        let login_rate_per_min = u32::try_from(login_rate_per_min)
+            .map_err(|_| ConfigError("LOGIN_RATE_PER_MIN is too large".into()))?;
+        let trusted_proxies = get("TRUSTED_PROXIES")
+            .map(|list| {
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| {
+                        IpNet::parse(s).ok_or_else(|| {
+                            ConfigError(format!(
+                                "TRUSTED_PROXIES: {s:?} is not an IP address or network such as 10.0.0.0/8"
+                            ))
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?
+            .unwrap_or_default();
+
         Ok(Self {
+            login_rate_per_min,
+            trusted_proxies,
             admin: AdminConfig {
                 cookie_secure,
                 session_idle: Duration::from_secs(session_idle),
@@ -316,6 +390,43 @@ mod tests {
         let err = config(&[("SESSION_KEY", &"k".repeat(63))]).unwrap_err();
         assert!(err.to_string().contains("SESSION_KEY"), "{err}");
         assert!(config(&[("SESSION_KEY", &"k".repeat(64))]).is_ok());
+    }
+
+    #[test]
+    fn rate_and_trusted_proxies_are_read_and_validated() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.login_rate_per_min, 60);
+        assert!(c.trusted_proxies.is_empty());
+        let c = config(&[
+            ("TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1,::1"),
+            ("LOGIN_RATE_PER_MIN", "0"),
+        ])
+        .unwrap();
+        assert_eq!(c.login_rate_per_min, 0);
+        assert_eq!(c.trusted_proxies.len(), 3);
+        let err = config(&[("TRUSTED_PROXIES", "10.0.0.0/33")]).unwrap_err();
+        assert!(err.to_string().contains("TRUSTED_PROXIES"), "{err}");
+        assert!(config(&[("TRUSTED_PROXIES", "proxy.local")]).is_err());
+    }
+
+    #[test]
+    fn networks_contain_what_their_prefix_says() {
+        let net = IpNet::parse("10.1.0.0/16").unwrap();
+        assert!(net.contains("10.1.200.3".parse().unwrap()));
+        assert!(!net.contains("10.2.0.1".parse().unwrap()));
+        assert!(
+            net.contains("::ffff:10.1.0.9".parse().unwrap()),
+            "IPv4-mapped IPv6"
+        );
+        let one = IpNet::parse("127.0.0.1").unwrap();
+        assert!(one.contains("127.0.0.1".parse().unwrap()));
+        assert!(!one.contains("127.0.0.2".parse().unwrap()));
+        assert!(IpNet::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("8.8.8.8".parse().unwrap()));
+        assert!(IpNet::parse("fd00::/8")
+            .unwrap()
+            .contains("fd12::1".parse().unwrap()));
     }
 
     #[test]

@@ -51,6 +51,9 @@ pub enum ApiError {
     /// Missing, unknown, expired or revoked token.
     #[error("a valid login token is required")]
     Unauthorized,
+    /// Too many logins from this client; retry after the given seconds.
+    #[error("too many login attempts from this client; retry in {0} s")]
+    RateLimited(u64),
     /// Anything unexpected; the cause is logged, not shown.
     #[error("internal server error")]
     Internal(#[source] anyhow::Error),
@@ -81,6 +84,7 @@ impl ApiError {
             ApiError::WeChatTimeout => "wechat_timeout",
             ApiError::ServerMisconfigured => "server_misconfigured",
             ApiError::Unauthorized => "unauthorized",
+            ApiError::RateLimited(_) => "rate_limited",
             ApiError::Internal(_) => "internal_error",
         }
     }
@@ -142,7 +146,7 @@ impl ResponseError for ApiError {
                 StatusCode::UNAUTHORIZED
             }
             ApiError::UserDisabled | ApiError::WeChatBlockedUser => StatusCode::FORBIDDEN,
-            ApiError::WeChatRateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::WeChatRateLimited | ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::WeChatUnavailable => StatusCode::BAD_GATEWAY,
             ApiError::WeChatTimeout => StatusCode::GATEWAY_TIMEOUT,
             ApiError::ServerMisconfigured | ApiError::Internal(_) => {
@@ -156,8 +160,14 @@ impl ResponseError for ApiError {
             tracing::error!(error = format!("{e:#}"), "request failed");
         }
         let mut response = HttpResponse::build(self.status_code());
-        if matches!(self, ApiError::Unauthorized) {
-            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        match self {
+            ApiError::Unauthorized => {
+                response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+            }
+            ApiError::RateLimited(secs) => {
+                response.insert_header((header::RETRY_AFTER, secs.to_string()));
+            }
+            _ => {}
         }
         response.json(ErrorBody {
             ret: false,

@@ -8,6 +8,7 @@ pub mod domain;
 pub mod error;
 pub mod i18n;
 pub mod passwords;
+pub mod ratelimit;
 pub mod routes;
 pub mod startup;
 pub mod telemetry;

@@ -13,17 +13,23 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::Context;
 
 use crate::config::Config;
+use crate::config::IpNet;
 use crate::db::models::{Admin, NewAdmin};
 use crate::db::{DbPool, DbSessionStore};
+use crate::ratelimit::RateLimiter;
 use crate::routes;
-use crate::wechat::{HttpWeChat, SimulatedWeChat, WeChat};
+use crate::wechat::{CodeExchange, HttpWeChat, SimulatedWeChat, WeChat};
 
 /// What every handler can reach.
 pub struct AppState {
     /// The database.
     pub pool: DbPool,
-    /// code2Session, real or simulated.
-    pub wechat: WeChat,
+    /// code2Session, real or simulated, with double taps merged.
+    pub wechat: CodeExchange,
+    /// Logins per client IP.
+    pub login_limiter: RateLimiter,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
     /// Lifetime of a new login token.
     pub token_ttl: chrono::TimeDelta,
     /// Time zone the console shows times in.
@@ -69,7 +75,9 @@ impl Application {
         };
         let state = web::Data::new(AppState {
             pool: pool.clone(),
-            wechat,
+            wechat: CodeExchange::new(wechat),
+            login_limiter: RateLimiter::new(config.login_rate_per_min),
+            trusted_proxies: config.trusted_proxies.clone(),
             token_ttl: chrono::TimeDelta::from_std(config.token_ttl)
                 .context("TOKEN_TTL_SECS is too large")?,
             admin_timezone: config.admin.timezone,

@@ -2,15 +2,17 @@
 //! development mode.
 
 mod client;
+mod exchange;
 mod simulated;
 
 pub use client::HttpWeChat;
+pub use exchange::CodeExchange;
 pub use simulated::SimulatedWeChat;
 
 use crate::domain::{LoginCode, OpenId, SessionKey, UnionId};
 
 /// What WeChat tells us about the user behind a login code.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Code2Session {
     /// The user's id in this mini-program.
     pub openid: OpenId,
@@ -21,7 +23,7 @@ pub struct Code2Session {
 }
 
 /// Why a code could not be exchanged.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum WeChatError {
     /// 40029: the code is wrong, expired or from another AppID.
     #[error("WeChat says the code is invalid (40029)")]

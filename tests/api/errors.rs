@@ -264,3 +264,10 @@ async fn unknown_api_paths_and_methods_get_json_errors() {
         .await
         .assert_error(405, "method_not_allowed");
 }
+
+#[tokio::test]
+async fn wechat_code_been_used_is_code_used_401() {
+    let (app, reply) = login_failing_with(40163).await;
+    reply.assert_error(401, "code_used");
+    assert_nothing_stored(&app);
+}

@@ -45,6 +45,7 @@ struct FakeState {
     session_keys: Vec<String>,
     calls: Vec<HashMap<String, String>>,
     fault: Option<Fault>,
+    delay: Duration,
 }
 
 /// A stand-in for api.weixin.qq.com that answers like WeChat does: JSON as `text/plain`,
@@ -58,11 +59,14 @@ pub struct FakeWeChat {
 async fn jscode2session(req: HttpRequest, state: web::Data<Mutex<FakeState>>) -> HttpResponse {
     let query: HashMap<String, String> =
         serde_urlencoded::from_str(req.query_string()).unwrap_or_default();
-    let fault = {
+    let (fault, delay) = {
         let mut s = state.lock().unwrap();
         s.calls.push(query.clone());
-        s.fault
+        (s.fault, s.delay)
     };
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     match fault {
         Some(Fault::Http500) => {
             return HttpResponse::InternalServerError()
@@ -180,6 +184,11 @@ impl FakeWeChat {
         self.plan(Planned::Error(errcode))
     }
 
+    /// Makes every answer wait `delay` first.
+    pub fn set_delay(&self, delay: Duration) {
+        self.state.lock().unwrap().delay = delay;
+    }
+
     pub fn set_fault(&self, fault: Option<Fault>) {
         self.state.lock().unwrap().fault = fault;
     }
@@ -251,6 +260,8 @@ pub struct Options {
     pub wechat_timeout: Duration,
     pub token_ttl: Duration,
     pub session_idle: Duration,
+    pub login_rate_per_min: u32,
+    pub trusted_proxies: Vec<&'static str>,
 }
 
 impl Default for Options {
@@ -263,6 +274,9 @@ impl Default for Options {
             wechat_timeout: Duration::from_secs(3),
             token_ttl: Duration::from_secs(3600),
             session_idle: Duration::from_secs(1800),
+            // Tests log many users in from 127.0.0.1; the limit gets its own tests.
+            login_rate_per_min: 0,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -291,6 +305,12 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
             session_idle: options.session_idle,
             ..AdminConfig::default()
         },
+        login_rate_per_min: options.login_rate_per_min,
+        trusted_proxies: options
+            .trusted_proxies
+            .iter()
+            .map(|p| wxlogin::config::IpNet::parse(p).unwrap())
+            .collect(),
     };
     let app = Application::build(config).await.expect("the app builds");
     let address = format!("http://127.0.0.1:{}", app.port());

@@ -56,6 +56,14 @@ async fn login(
     state: &AppState,
     input: LoginInput,
 ) -> Result<HttpResponse, ApiError> {
+    let client = crate::routes::client_addr(req);
+    if let Some(ip) = client {
+        // Counted before anything else: every attempt costs WeChat quota or our time.
+        state
+            .login_limiter
+            .check(ip)
+            .map_err(|wait| ApiError::RateLimited(wait.as_secs_f64().ceil().max(1.0) as u64))?;
+    }
     // Validate everything before spending a code (and WeChat quota) on a doomed request.
     let code = LoginCode::parse(input.code.as_deref().unwrap_or(""))?;
     let nickname = non_blank(input.nickname)
@@ -65,12 +73,12 @@ async fn login(
         .map(|a| AvatarUrl::parse(&a))
         .transpose()?;
 
-    let session = state.wechat.code2session(&code).await?;
+    let session = state.wechat.exchange(&code).await?;
 
     let (token, token_hash) = crate::auth::new_token();
     let now = crate::db::now();
     let expires_at = now + state.token_ttl;
-    let ip = req.peer_addr().map(|a| a.ip().to_string());
+    let ip = client.map(|a| a.to_string());
     let user_agent = req
         .headers()
         .get(header::USER_AGENT)
