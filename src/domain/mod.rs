@@ -25,7 +25,8 @@ pub struct ValidationError(pub String);
 pub(crate) fn is_disallowed_char(c: char) -> bool {
     c.is_control()
         || matches!(c,
-            '\u{200B}'..='\u{200F}' // zero-width spaces and marks, LRM/RLM
+            '\u{200B}' // zero-width space (ZWJ / ZWNJ stay: emoji sequences need them)
+            | '\u{200E}'..='\u{200F}' // left-to-right and right-to-left marks
             | '\u{202A}'..='\u{202E}' // bidi embeddings and overrides
             | '\u{2066}'..='\u{2069}' // bidi isolates
             | '\u{FEFF}' // byte-order mark / zero-width no-break space

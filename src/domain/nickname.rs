@@ -58,6 +58,15 @@ mod tests {
     }
 
     #[test]
+    fn emoji_sequences_joined_by_zero_width_joiners_are_accepted() {
+        assert!(Nickname::parse("👨\u{200D}👩\u{200D}👧").is_ok());
+        assert!(
+            Nickname::parse("a\u{200B}b").is_err(),
+            "zero-width space hides text"
+        );
+    }
+
+    #[test]
     fn blank_is_refused() {
         assert!(Nickname::parse("   ").is_err());
     }

@@ -6,6 +6,7 @@ mod console;
 mod errors;
 mod health;
 mod helpers;
+mod hostile;
 mod limits;
 mod login;
 mod profile;
