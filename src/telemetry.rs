@@ -11,9 +11,12 @@ use tracing_subscriber::EnvFilter;
 /// Sends logs to stderr, filtered by `RUST_LOG` (default `info`).
 pub fn init_subscriber() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, not in log files and collectors.
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
 
