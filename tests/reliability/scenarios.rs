@@ -665,3 +665,227 @@ pub async fn slow_upstream(bin: &Path, dir: &Path, stuck: usize) -> SlowUpstream
         stuck_time: started.elapsed(),
     }
 }
+
+/// Runs `wxlogin admin …` on the database at `db_path` with `password` on stdin.
+pub fn admin_command(
+    bin: &Path,
+    db_path: &Path,
+    args: &[&str],
+    password: &str,
+) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(bin)
+        .args(args)
+        .arg("--password-stdin")
+        .env_clear()
+        .env("DATABASE_URL", db_path)
+        .current_dir(db_path.parent().unwrap())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{password}\n").as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// A cookie-keeping client that does not follow redirects.
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// Signs `browser` in and returns the CSRF token of the page it lands on.
+pub async fn console_sign_in(
+    browser: &reqwest::Client,
+    server: &Server,
+    username: &str,
+    password: &str,
+) -> u16 {
+    let page = browser
+        .get(server.url("/admin/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = crate::helpers::extract_csrf(&page).expect("a CSRF token on the sign-in page");
+    browser
+        .post(server.url("/admin/login"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("username", username),
+            ("password", password),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Every secret a full scenario handled, and the log the server wrote meanwhile.
+pub struct SecretsReport {
+    pub log: String,
+    pub secrets: Vec<(String, String)>,
+    pub log_lines: usize,
+}
+
+impl SecretsReport {
+    /// The secrets that appear in the log, with the line they appear on.
+    pub fn leaks(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        for (kind, secret) in &self.secrets {
+            for line in self.log.lines().filter(|l| l.contains(secret.as_str())) {
+                found.push(format!("{kind} in: {line}"));
+            }
+        }
+        found
+    }
+}
+
+/// Logins (JSON, form, query string, errors), profile changes, logout and a console session
+/// with a user disabled, with the server logging at `rust_log`.
+pub async fn secrets_in_log(bin: &Path, dir: &Path, rust_log: &str) -> SecretsReport {
+    let fake = FakeWeChat::start().await;
+    let db = dir.join("secrets.db");
+    let admin_password = "console-password-4417";
+    let created = admin_command(bin, &db, &["admin", "create", "ops"], admin_password);
+    assert!(
+        created.status.success(),
+        "admin create failed: {}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let server = Server::start(bin, &db, &fake, &[("RUST_LOG", rust_log.to_owned())]);
+    let client = client();
+    let mut secrets: Vec<(String, String)> = vec![
+        ("AppSecret".into(), SECRET.into()),
+        ("admin password".into(), admin_password.into()),
+    ];
+    let mut tokens = Vec::new();
+
+    let code = fake.code_for("oSecretJson");
+    secrets.push(("code".into(), code.clone()));
+    let (_, body) = login(&client, &server.base, &code).await.unwrap();
+    tokens.push(body["token"].as_str().unwrap().to_owned());
+
+    let code = fake.code_with_unionid("oSecretQuery", "uSecretUnion");
+    secrets.push(("code".into(), code.clone()));
+    let body: Value = client
+        .get(server.url("/api/v1/login"))
+        .query(&[("code", code.as_str()), ("user_name", "查询")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    tokens.push(body["token"].as_str().unwrap().to_owned());
+
+    let code = fake.code_for("oSecretForm");
+    secrets.push(("code".into(), code.clone()));
+    let body: Value = client
+        .post(server.url("/api/v1/login"))
+        .form(&[("code", code.as_str())])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let user_id = body["user"]["id"].as_i64().unwrap();
+    tokens.push(body["token"].as_str().unwrap().to_owned());
+
+    // Failures: an unknown code, a used one, a malformed one.
+    for bad in ["0unknownCodeXYZ123", &code, "has space"] {
+        secrets.push(("code".into(), bad.to_owned()));
+        let _ = client
+            .get(server.url("/api/v1/login"))
+            .query(&[("code", bad)])
+            .send()
+            .await;
+    }
+
+    let token = tokens[0].clone();
+    for request in [
+        client.get(server.url("/api/v1/me")).bearer_auth(&token),
+        client
+            .patch(server.url("/api/v1/me"))
+            .bearer_auth(&token)
+            .json(&json!({"nickname": "改名"})),
+        client
+            .get(server.url("/api/v1/me"))
+            .bearer_auth("wxl_notARealTokenButLooksLikeOne0000"),
+        client
+            .post(server.url("/api/v1/logout"))
+            .bearer_auth(&token),
+        client.get(server.url("/api/v1/me")).bearer_auth(&token),
+    ] {
+        let _ = request.send().await;
+    }
+
+    let signed_in = browser();
+    assert_eq!(
+        console_sign_in(&signed_in, &server, "ops", admin_password).await,
+        303
+    );
+    assert_eq!(
+        console_sign_in(&browser(), &server, "ops", "wrong-password-xyz").await,
+        401
+    );
+    secrets.push(("wrong admin password".into(), "wrong-password-xyz".into()));
+    let page = signed_in
+        .get(server.url(&format!("/admin/users/{user_id}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = crate::helpers::extract_csrf(&page).unwrap();
+    secrets.push(("CSRF token".into(), csrf.clone()));
+    let disabled = signed_in
+        .post(server.url(&format!("/admin/users/{user_id}/disable")))
+        .form(&[("csrf", csrf.as_str()), ("reason", "log test")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(disabled.status(), 303);
+    let _ = client
+        .get(server.url("/api/v1/me"))
+        .bearer_auth(&tokens[2])
+        .send()
+        .await;
+    let _ = signed_in
+        .get(server.url("/admin/users?q=oSecretForm"))
+        .send()
+        .await;
+
+    for key in fake.session_keys() {
+        secrets.push(("session_key".into(), key));
+    }
+    for t in tokens {
+        secrets.push(("token".into(), t));
+    }
+    server_log_settle().await;
+    let log = server.log();
+    SecretsReport {
+        log_lines: log.lines().count(),
+        log,
+        secrets,
+    }
+}
+
+/// Lets the last access-log lines reach the pipe.
+async fn server_log_settle() {
+    tokio::time::sleep(Duration::from_millis(200)).await;
+}
