@@ -1,0 +1,694 @@
+//! The performance benchmark:
+//!
+//!     cargo run --release --example bench [-- --seconds 5 --runs 3 --console-users 1000000]
+//!
+//! Builds the release server and runs it as its own process; this program re-runs itself as
+//! two more processes: a fake WeChat (JSON as text/plain, a fresh openid per code) and the
+//! floor server (a minimal actix app whose `/floor/login` makes only the code2Session call,
+//! and `/floor/static` answers fixed JSON). Load comes from 64 keep-alive HTTP/1.1
+//! connections written by hand, so the generator stays cheap. Every scenario runs `--runs`
+//! times for `--seconds`; the median run is printed, then the ratios that matter.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const CONNECTIONS: usize = 64;
+const RETURNING_USERS: usize = 1000;
+
+// ---------------------------------------------------------------- child processes
+
+/// A child process that printed "listening on http://ADDR" first.
+struct Proc {
+    child: Child,
+    addr: String,
+}
+
+impl Proc {
+    /// Starts `command` and waits for "listening on http://ADDR" on stdout or stderr.
+    fn spawn(mut command: Command) -> Proc {
+        command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null());
+        let mut child = command.spawn().expect("a benchmark process starts");
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let out: Box<dyn std::io::Read + Send> = Box::new(child.stdout.take().unwrap());
+        let err: Box<dyn std::io::Read + Send> = Box::new(child.stderr.take().unwrap());
+        for stream in [out, err] {
+            let tx = tx.clone();
+            // Reads to the end, so the child never blocks on a full pipe.
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if let Some(rest) = line.split("listening on http://").nth(1) {
+                        let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_owned());
+                    }
+                }
+            });
+        }
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("a benchmark process did not start listening");
+        Proc { child, addr }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A kB figure from /proc/PID/status (`VmRSS`, `VmHWM`), in MiB.
+fn proc_mib(pid: u32, field: &str) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+/// The wxlogin server on `db`, and how long after spawning it answered `/healthz`.
+fn start_server(bin: &Path, db: &Path, wechat_base: &str) -> (Proc, Duration) {
+    let mut command = Command::new(bin);
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("BIND_ADDR", "127.0.0.1:0")
+        .env("DATABASE_URL", db)
+        .env("WECHAT_APPID", "wxbenchappid")
+        .env("WECHAT_SECRET", "bench-secret")
+        .env("WECHAT_API_BASE", wechat_base)
+        .env("LOGIN_RATE_PER_MIN", "0")
+        // The access log costs a line per request; a deployment keeps it, so does the bench.
+        .env("RUST_LOG", "info")
+        .current_dir(db.parent().unwrap());
+    let started = Instant::now();
+    let proc = Proc::spawn(command);
+    wait_ready(&proc.addr);
+    (proc, started.elapsed())
+}
+
+fn wait_ready(addr: &str) {
+    let started = Instant::now();
+    loop {
+        if let Ok(mut s) = std::net::TcpStream::connect(addr) {
+            let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n");
+            let mut buf = String::new();
+            let _ = std::io::Read::read_to_string(&mut s, &mut buf);
+            if buf.starts_with("HTTP/1.1 200") {
+                return;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the server never became ready"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+// ---------------------------------------------------------------- fake WeChat and floor
+
+/// code2Session as WeChat answers it: a code `rK_…` logs in returning user K, any other
+/// code a user of its own.
+fn fake_reply(query: &str) -> String {
+    let code = query
+        .split('&')
+        .find_map(|p| p.strip_prefix("js_code="))
+        .unwrap_or("");
+    let openid = match code.strip_prefix('r') {
+        Some(rest) => format!("oReturning{}", rest.split('_').next().unwrap_or("0")),
+        None => format!("oNew_{code}"),
+    };
+    format!(r#"{{"openid":"{openid}","session_key":"c2Vzc2lvbmtleXNlc3Npb24="}}"#)
+}
+
+async fn serve_fake() -> std::io::Result<()> {
+    use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+    let server = HttpServer::new(|| {
+        App::new().route(
+            "/sns/jscode2session",
+            web::get().to(|req: HttpRequest| async move {
+                HttpResponse::Ok()
+                    .content_type("text/plain")
+                    .body(fake_reply(req.query_string()))
+            }),
+        )
+    })
+    .workers(1)
+    .bind("127.0.0.1:0")?;
+    println!("listening on http://{}", server.addrs()[0]);
+    server.run().await
+}
+
+async fn serve_floor(wechat_base: String) -> std::io::Result<()> {
+    use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let url = format!("{wechat_base}/sns/jscode2session");
+    let server = HttpServer::new(move || {
+        let (http, url) = (http.clone(), url.clone());
+        App::new()
+            .route(
+                "/floor/login",
+                web::post().to(move |body: web::Bytes| {
+                    let (http, url) = (http.clone(), url.clone());
+                    async move {
+                        let v: serde_json::Value =
+                            serde_json::from_slice(&body).unwrap_or_default();
+                        let code = v["code"].as_str().unwrap_or("").to_owned();
+                        let reply = http
+                            .get(&url)
+                            .query(&[
+                                ("appid", "wx"),
+                                ("secret", "s"),
+                                ("js_code", &code),
+                                ("grant_type", "authorization_code"),
+                            ])
+                            .send()
+                            .await;
+                        match reply {
+                            Ok(r) => {
+                                let bytes = r.bytes().await.unwrap_or_default();
+                                let v: serde_json::Value =
+                                    serde_json::from_slice(&bytes).unwrap_or_default();
+                                HttpResponse::Ok()
+                                    .json(serde_json::json!({"ret": true, "openid": v["openid"]}))
+                            }
+                            Err(_) => HttpResponse::BadGateway().finish(),
+                        }
+                    }
+                }),
+            )
+            .route(
+                "/floor/static",
+                web::get().to(|_: HttpRequest| async {
+                    HttpResponse::Ok()
+                        .json(serde_json::json!({"ret": true, "user": {"id": 1, "openid": "o"}}))
+                }),
+            )
+    })
+    .bind("127.0.0.1:0")?;
+    println!("listening on http://{}", server.addrs()[0]);
+    server.run().await
+}
+
+// ---------------------------------------------------------------- load generator
+
+/// Builds request `seq` of connection `conn`.
+type MakeRequest = Arc<dyn Fn(usize, u64) -> Vec<u8> + Send + Sync>;
+
+fn post_json(path: &str, body: &str) -> Vec<u8> {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: {}\r\nUser-Agent: wxlogin-bench\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+fn get(path: &str, extra: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: bench\r\nUser-Agent: wxlogin-bench\r\n{extra}\r\n")
+        .into_bytes()
+}
+
+/// Reads one response; returns its status and body.
+async fn read_response(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<(u16, Vec<u8>)> {
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = std::str::from_utf8(&buf[..end]).unwrap_or("");
+            let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            let total = end + 4 + length;
+            while buf.len() < total {
+                let mut chunk = [0u8; 16384];
+                let n = stream.read(&mut chunk).await?;
+                if n == 0 {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            let body = buf[end + 4..total].to_vec();
+            buf.drain(..total);
+            return Ok((status, body));
+        }
+        let mut chunk = [0u8; 16384];
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Figures of one run.
+#[derive(Clone, Debug)]
+struct Run {
+    errors: u64,
+    rps: f64,
+    p50: Duration,
+    p99: Duration,
+    peak_rss_mib: f64,
+}
+
+async fn drive(addr: &str, make: MakeRequest, seconds: f64) -> Run {
+    let stop = Arc::new(AtomicBool::new(false));
+    let errors = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..CONNECTIONS)
+        .map(|conn| {
+            let (addr, make, stop, errors) =
+                (addr.to_owned(), make.clone(), stop.clone(), errors.clone());
+            tokio::spawn(async move {
+                let mut latencies: Vec<u32> = Vec::with_capacity(100_000);
+                let mut stream = TcpStream::connect(&addr).await.expect("connect");
+                stream.set_nodelay(true).ok();
+                let mut buf = Vec::with_capacity(16384);
+                let mut seq = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let request = make(conn, seq);
+                    seq += 1;
+                    let t = Instant::now();
+                    let ok = match stream.write_all(&request).await {
+                        Ok(()) => {
+                            matches!(read_response(&mut stream, &mut buf).await, Ok((200, _)))
+                        }
+                        Err(_) => false,
+                    };
+                    latencies.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                    if !ok {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        stream = TcpStream::connect(&addr).await.expect("reconnect");
+                        buf.clear();
+                    }
+                }
+                latencies
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort_unstable();
+    let pick = |p: f64| {
+        Duration::from_micros(
+            all.get(((all.len() as f64 - 1.0) * p) as usize)
+                .copied()
+                .unwrap_or(0) as u64,
+        )
+    };
+    Run {
+        errors: errors.load(Ordering::Relaxed),
+        rps: all.len() as f64 / elapsed,
+        p50: pick(0.5),
+        p99: pick(0.99),
+        peak_rss_mib: f64::NAN,
+    }
+}
+
+fn median_run(mut runs: Vec<Run>) -> Run {
+    runs.sort_by(|a, b| a.rps.total_cmp(&b.rps));
+    let mut m = runs[runs.len() / 2].clone();
+    m.errors = runs.iter().map(|r| r.errors).sum();
+    m.peak_rss_mib = runs.iter().map(|r| r.peak_rss_mib).fold(f64::NAN, f64::max);
+    m
+}
+
+fn print_run(name: &str, run: &Run) {
+    println!(
+        "{name:<16} {:>9.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  p99/p50 {:>4.1}  errors {:>3}  peak RSS {:>6.1} MiB",
+        run.rps,
+        run.p50.as_secs_f64() * 1000.0,
+        run.p99.as_secs_f64() * 1000.0,
+        run.p99.as_secs_f64() / run.p50.as_secs_f64().max(1e-9),
+        run.errors,
+        run.peak_rss_mib
+    );
+}
+
+// ---------------------------------------------------------------- console at scale
+
+fn seed(db: &Path, users: u64, logins_per_user: u64) -> Duration {
+    use diesel::connection::SimpleConnection;
+    use diesel::Connection;
+    let started = Instant::now();
+    // The server's own migrations make the schema.
+    drop(wxlogin::db::connect(db.to_str().unwrap()).expect("the database opens"));
+    let mut conn = wxlogin::db::DbConnection::establish(db.to_str().unwrap()).unwrap();
+    conn.batch_execute(&format!(
+        "PRAGMA synchronous = OFF;
+         BEGIN;
+         WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < {users})
+         INSERT INTO users (id, openid, unionid, session_key, nickname, avatar_url, disabled_at,
+                            disabled_reason, login_count, created_at, updated_at, last_login_at)
+         SELECT n, 'oSeed' || printf('%07d', n), CASE WHEN n % 3 = 0 THEN 'uSeed' || n END,
+                'c2Vzc2lvbmtleQ==', '用户' || n || CASE n % 4 WHEN 0 THEN '猫' WHEN 1 THEN 'panda' WHEN 2 THEN '🐼' ELSE 'x' END,
+                'https://thirdwx.qlogo.cn/mmopen/' || n || '/132',
+                CASE WHEN n % 50 = 0 THEN datetime('now') END, CASE WHEN n % 50 = 0 THEN 'seeded' END,
+                {logins_per_user},
+                datetime('now', '-' || ((({users} - n) * 400) / {users}) || ' days', '-' || (n % 86400) || ' seconds'),
+                datetime('now'),
+                datetime('now', '-' || (n % 90) || ' days', '-' || (n % 3600) || ' seconds')
+         FROM seq;
+         WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < {users} * {logins_per_user})
+         INSERT INTO logins (user_id, logged_in_at, ip, user_agent)
+         SELECT (n % {users}) + 1, datetime('now', '-' || (n % 720) || ' hours'), '10.0.' || (n % 250) || '.' || (n % 200),
+                'Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) MicroMessenger/8.0.50'
+         FROM seq;
+         COMMIT;
+         PRAGMA wal_checkpoint(TRUNCATE);"
+    ))
+    .expect("seeding");
+    started.elapsed()
+}
+
+async fn console(bin: &Path, dir: &Path, wechat_base: &str, users: u64, samples: usize) {
+    let db = dir.join("console.db");
+    println!(
+        "console: seeding {users} users and {} logins ...",
+        users * 5
+    );
+    let took = seed(&db, users, 5);
+    println!(
+        "console: seeded in {:.1} s ({:.0} MiB file)",
+        took.as_secs_f64(),
+        std::fs::metadata(&db)
+            .map(|m| m.len() as f64 / 1048576.0)
+            .unwrap_or(0.0)
+    );
+    let mut create = Command::new(bin);
+    create
+        .args(["admin", "create", "bench", "--password-stdin"])
+        .env_clear()
+        .env("DATABASE_URL", &db)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null());
+    let mut child = create.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"bench-password-123\n")
+        .unwrap();
+    assert!(child.wait().unwrap().success(), "admin create failed");
+
+    let (server, ready) = start_server(bin, &db, wechat_base);
+    println!(
+        "console: ready {:.0} ms after start on the seeded database",
+        ready.as_secs_f64() * 1000.0
+    );
+    let base = format!("http://{}", server.addr);
+    let browser = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = browser
+        .get(format!("{base}/admin/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = page
+        .split(r#"name="csrf" value=""#)
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_owned();
+    let signed = browser
+        .post(format!("{base}/admin/login"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("username", "bench"),
+            ("password", "bench-password-123"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed.status(), 303, "signing in to the console failed");
+    let deep = users / 20 / 2;
+    let pages = [
+        ("users first page", "/admin/users".to_owned()),
+        ("users deep page", format!("/admin/users?page={deep}")),
+        ("nickname search", "/admin/users?q=panda".to_owned()),
+        (
+            "openid lookup",
+            format!("/admin/users?q=oSeed{:07}", users / 2),
+        ),
+        ("user detail", format!("/admin/users/{}", users / 3)),
+        ("dashboard", "/admin".to_owned()),
+    ];
+    for (name, path) in pages {
+        let mut times = Vec::new();
+        let mut errors = 0;
+        for _ in 0..samples {
+            let t = Instant::now();
+            let ok = browser
+                .get(format!("{base}{path}"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200);
+            times.push(t.elapsed());
+            if !ok {
+                errors += 1;
+            }
+        }
+        times.sort();
+        println!(
+            "console {name:<17} p50 {:>8.2} ms  p99 {:>8.2} ms  errors {errors}  ({samples} requests, {path})",
+            times[samples / 2].as_secs_f64() * 1000.0,
+            times[(samples * 99) / 100].as_secs_f64() * 1000.0
+        );
+    }
+    println!(
+        "console: server peak RSS {:.1} MiB",
+        proc_mib(server.pid(), "VmHWM")
+    );
+}
+
+// ---------------------------------------------------------------- main
+
+fn release_binary() -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--release", "--bin", "wxlogin"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("running cargo build");
+    assert!(status.success(), "cargo build --release failed");
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/wxlogin")
+}
+
+fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    if args.get(1).map(String::as_str) == Some("--serve-fake") {
+        return actix_web::rt::System::new().block_on(serve_fake()).unwrap();
+    }
+    if args.get(1).map(String::as_str) == Some("--serve-floor") {
+        return actix_web::rt::System::new()
+            .block_on(serve_floor(args[2].clone()))
+            .unwrap();
+    }
+    let seconds: f64 = arg(&args, "--seconds", 5.0);
+    let runs: usize = arg(&args, "--runs", 3);
+    let console_users: u64 = arg(&args, "--console-users", 1_000_000);
+    let only: String = arg(&args, "--only", String::new());
+    let bin = release_binary();
+    let me = std::env::current_exe().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Proc::spawn({
+        let mut c = Command::new(&me);
+        c.arg("--serve-fake");
+        c
+    });
+    let wechat_base = format!("http://{}", fake.addr);
+    let floor = Proc::spawn({
+        let mut c = Command::new(&me);
+        c.args(["--serve-floor", &wechat_base]);
+        c
+    });
+    let rt = runtime();
+    println!(
+        "wxlogin benchmark: {CONNECTIONS} connections, {runs} runs x {seconds} s per scenario (median run shown), {} cores",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+    );
+    let want = |name: &str| only.is_empty() || only.split(',').any(|o| o == name);
+    let run_id = Arc::new(AtomicU64::new(0));
+    let mut results: Vec<(&str, Run)> = Vec::new();
+
+    let scenario = |name: &'static str, results: &mut Vec<(&str, Run)>, f: &dyn Fn() -> Run| {
+        if want(name) {
+            let r = median_run((0..runs).map(|_| f()).collect());
+            print_run(name, &r);
+            results.push((name, r));
+        }
+    };
+
+    scenario("fake-wechat", &mut results, &|| {
+        let make: MakeRequest = Arc::new(|c, s| {
+            get(&format!("/sns/jscode2session?appid=a&secret=s&js_code=f{c}_{s}&grant_type=authorization_code"), "")
+        });
+        let mut r = rt.block_on(drive(&fake.addr, make, seconds));
+        r.peak_rss_mib = proc_mib(fake.pid(), "VmHWM");
+        r
+    });
+    scenario("floor-static", &mut results, &|| {
+        let make: MakeRequest = Arc::new(|_, _| get("/floor/static", ""));
+        let mut r = rt.block_on(drive(&floor.addr, make, seconds));
+        r.peak_rss_mib = proc_mib(floor.pid(), "VmHWM");
+        r
+    });
+    scenario("floor-login", &mut results, &|| {
+        let id = run_id.fetch_add(1, Ordering::Relaxed);
+        let make: MakeRequest = Arc::new(move |c, s| {
+            post_json("/floor/login", &format!(r#"{{"code":"fl{id}_{c}_{s}"}}"#))
+        });
+        let mut r = rt.block_on(drive(&floor.addr, make, seconds));
+        r.peak_rss_mib = proc_mib(floor.pid(), "VmHWM");
+        r
+    });
+
+    let mut idle_rss = f64::NAN;
+    let mut ready_ms = Vec::new();
+    let login_db = dir.path().join("login.db");
+    scenario("new-users", &mut results, &|| {
+        let (server, _) = start_server(&bin, &login_db, &wechat_base);
+        let id = run_id.fetch_add(1, Ordering::Relaxed);
+        let make: MakeRequest = Arc::new(move |c, s| {
+            post_json(
+                "/api/v1/login",
+                &format!(r#"{{"code":"nu{id}_{c}_{s}","nickname":"新用户"}}"#),
+            )
+        });
+        let mut r = rt.block_on(drive(&server.addr, make, seconds));
+        r.peak_rss_mib = proc_mib(server.pid(), "VmHWM");
+        r
+    });
+    scenario("returning-users", &mut results, &|| {
+        let (server, _) = start_server(&bin, &login_db, &wechat_base);
+        let make: MakeRequest = Arc::new(|c, s| {
+            let user = (c as u64 * 7919 + s) % RETURNING_USERS as u64;
+            post_json("/api/v1/login", &format!(r#"{{"code":"r{user}_{c}_{s}"}}"#))
+        });
+        let mut r = rt.block_on(drive(&server.addr, make, seconds));
+        r.peak_rss_mib = proc_mib(server.pid(), "VmHWM");
+        r
+    });
+    if want("me") {
+        let (server, ready) = start_server(&bin, &login_db, &wechat_base);
+        ready_ms.push(ready.as_secs_f64() * 1000.0);
+        idle_rss = proc_mib(server.pid(), "VmRSS");
+        // Tokens of 1000 users.
+        let tokens: Arc<Vec<String>> = Arc::new(rt.block_on(async {
+            let client = reqwest::Client::new();
+            let mut tokens = Vec::new();
+            for u in 0..RETURNING_USERS {
+                let v: serde_json::Value = client
+                    .post(format!("http://{}/api/v1/login", server.addr))
+                    .json(&serde_json::json!({"code": format!("r{u}_tok")}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                tokens.push(v["token"].as_str().unwrap().to_owned());
+            }
+            tokens
+        }));
+        drop(server);
+        scenario("me", &mut results, &|| {
+            let (server, ready) = start_server(&bin, &login_db, &wechat_base);
+            let _ = ready;
+            let tokens = tokens.clone();
+            let make: MakeRequest = Arc::new(move |c, s| {
+                let t = &tokens[(c * 131 + s as usize) % tokens.len()];
+                get("/api/v1/me", &format!("Authorization: Bearer {t}\r\n"))
+            });
+            let mut r = rt.block_on(drive(&server.addr, make, seconds));
+            r.peak_rss_mib = proc_mib(server.pid(), "VmHWM");
+            r
+        });
+    }
+    // Start-up on an existing database, measured a few times.
+    if want("me") || want("startup") {
+        for _ in 0..5 {
+            let (server, ready) = start_server(&bin, &login_db, &wechat_base);
+            ready_ms.push(ready.as_secs_f64() * 1000.0);
+            drop(server);
+        }
+        ready_ms.sort_by(f64::total_cmp);
+        println!(
+            "startup          ready after {:.0} ms (median of {}, spawn to first /healthz 200 on an existing database); idle RSS {:.1} MiB",
+            ready_ms[ready_ms.len() / 2],
+            ready_ms.len(),
+            idle_rss
+        );
+    }
+
+    let find = |n: &str| {
+        results
+            .iter()
+            .find(|(name, _)| *name == n)
+            .map(|(_, r)| r.rps)
+    };
+    for (a, b) in [
+        ("new-users", "floor-login"),
+        ("returning-users", "floor-login"),
+        ("me", "floor-static"),
+        ("floor-login", "fake-wechat"),
+    ] {
+        if let (Some(x), Some(y)) = (find(a), find(b)) {
+            println!("ratio {a}/{b}: {:.2}", x / y);
+        }
+    }
+    if want("console") {
+        rt.block_on(console(&bin, dir.path(), &wechat_base, console_users, 50));
+    }
+}
