@@ -15,7 +15,7 @@ use anyhow::Context;
 use crate::config::Config;
 use crate::config::IpNet;
 use crate::db::models::{Admin, NewAdmin};
-use crate::db::{DbPool, DbSessionStore};
+use crate::db::{DbPool, DbSessionStore, LoginWriter};
 use crate::ratelimit::RateLimiter;
 use crate::routes;
 use crate::wechat::{CodeExchange, HttpWeChat, SimulatedWeChat, WeChat};
@@ -24,6 +24,8 @@ use crate::wechat::{CodeExchange, HttpWeChat, SimulatedWeChat, WeChat};
 pub struct AppState {
     /// The database.
     pub pool: DbPool,
+    /// The single writer that commits logins in groups.
+    pub login_writer: LoginWriter,
     /// code2Session, real or simulated, with double taps merged.
     pub wechat: CodeExchange,
     /// Logins per client IP.
@@ -75,6 +77,7 @@ impl Application {
         };
         let state = web::Data::new(AppState {
             pool: pool.clone(),
+            login_writer: LoginWriter::start(&config.database_url)?,
             wechat: CodeExchange::new(wechat),
             login_limiter: RateLimiter::new(config.login_rate_per_min),
             trusted_proxies: config.trusted_proxies.clone(),
@@ -98,6 +101,8 @@ impl Application {
         let address = listener.local_addr().context("reading the bound address")?;
         let port = address.port();
 
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let blocking_threads = (crate::db::POOL_SIZE as usize / workers).max(1);
         let server = HttpServer::new(move || {
             let sessions = SessionMiddleware::builder(session_store.clone(), session_key.clone())
                 .cookie_name("wxlogin_session".to_owned())
@@ -140,6 +145,10 @@ impl Application {
                 }))
         })
         .shutdown_timeout(config.shutdown_timeout.as_secs())
+        // Database work runs on blocking threads; more of them than pooled connections only
+        // queue on the pool's lock (the default allows hundreds): under load that futex
+        // traffic cost more than the queries.
+        .worker_max_blocking_threads(blocking_threads)
         .listen(listener)
         .context("listening")?
         .run();

@@ -7,12 +7,14 @@ pub mod schema;
 mod sessions;
 mod tokens;
 mod users;
+mod writer;
 
 pub use admins::{AuditAction, AuditFilter};
 pub use console::{like_contains, DashboardStats, StatusFilter, UserList, UserListQuery, UserSort};
 pub use sessions::DbSessionStore;
 pub use tokens::TokenLookup;
 pub use users::{LoginAttempt, LoginOutcome};
+pub use writer::{LoginWriter, PendingLogin};
 
 use std::path::Path;
 use std::time::Duration;
@@ -39,7 +41,7 @@ const BUSY_TIMEOUT_MS: u32 = 5_000;
 
 /// Connections in the pool. SQLite runs one writer at a time however many there are; more
 /// connections only let reads (health checks, token checks, the console) run beside writes.
-const POOL_SIZE: u32 = 8;
+pub const POOL_SIZE: u32 = 8;
 
 /// Per-connection settings, applied whenever the pool opens a connection.
 #[derive(Debug)]
@@ -47,16 +49,20 @@ struct SqlitePragmas;
 
 impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SqlitePragmas {
     fn on_acquire(&self, conn: &mut DbConnection) -> Result<(), diesel::r2d2::Error> {
-        // synchronous=NORMAL in WAL mode: a commit survives a crash of the process (the WAL
-        // is written before the reply), and only an OS crash or power cut can undo the last
-        // transactions; FULL would fsync on every login for that rare case.
-        conn.batch_execute(&format!(
-            "PRAGMA busy_timeout = {BUSY_TIMEOUT_MS};
-             PRAGMA synchronous = NORMAL;
-             PRAGMA foreign_keys = ON;"
-        ))
-        .map_err(diesel::r2d2::Error::QueryError)
+        apply_connection_pragmas(conn).map_err(diesel::r2d2::Error::QueryError)
     }
+}
+
+/// The settings every connection needs.
+pub(crate) fn apply_connection_pragmas(conn: &mut DbConnection) -> diesel::QueryResult<()> {
+    // synchronous=NORMAL in WAL mode: a commit survives a crash of the process (the WAL is
+    // written before the reply), and only an OS crash or power cut can undo the last
+    // transactions; FULL would fsync on every commit for that rare case.
+    conn.batch_execute(&format!(
+        "PRAGMA busy_timeout = {BUSY_TIMEOUT_MS};
+         PRAGMA synchronous = NORMAL;
+         PRAGMA foreign_keys = ON;"
+    ))
 }
 
 /// Opens (creating when missing) the database at `database_url`, brings its schema up to
@@ -84,6 +90,9 @@ pub fn connect(database_url: &str) -> anyhow::Result<DbPool> {
 
     Pool::builder()
         .max_size(POOL_SIZE)
+        // A SQLite file connection does not go stale; r2d2's default check ran a `SELECT 1`
+        // (parsed anew each time) before every piece of work.
+        .test_on_check_out(false)
         .connection_timeout(Duration::from_secs(10))
         .connection_customizer(Box::new(SqlitePragmas))
         .build(ConnectionManager::new(database_url))

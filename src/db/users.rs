@@ -6,8 +6,8 @@ use super::schema::{login_tokens, logins, users};
 use super::DbConnection;
 use crate::domain::{AvatarUrl, Nickname, PLACEHOLDER_NICKNAME};
 
-/// Everything a successful code2Session exchange lets us record.
-#[derive(Debug)]
+/// Everything a successful code2Session exchange lets us record. No `Debug`: it holds the
+/// session_key.
 pub struct LoginAttempt<'a> {
     /// From WeChat.
     pub openid: &'a str,
@@ -107,44 +107,51 @@ impl User {
         // then writes can fail at once with "database is locked" when another writer got
         // in between; taking the lock first makes concurrent logins wait their turn (the
         // busy timeout), and makes "look up, then insert" atomic for racing first logins.
-        conn.immediate_transaction(|conn| {
-            let (user, is_new) = match Self::find_by_openid(conn, attempt.openid)? {
-                Some(existing) if existing.is_disabled() => return Ok(LoginOutcome::Disabled),
-                Some(existing) => (Self::update_on_login(conn, &existing, attempt)?, false),
-                None => match Self::insert_on_login(conn, attempt)? {
-                    Some(created) => (created, true),
-                    // Another transaction created the user first: log in as returning.
-                    // (Unreachable on SQLite under the write lock; kept for PostgreSQL.)
-                    None => {
-                        let existing = Self::find_by_openid(conn, attempt.openid)?
-                            .ok_or(diesel::result::Error::NotFound)?;
-                        if existing.is_disabled() {
-                            return Ok(LoginOutcome::Disabled);
-                        }
-                        (Self::update_on_login(conn, &existing, attempt)?, false)
+        conn.immediate_transaction(|conn| Self::record_login_in_transaction(conn, attempt))
+    }
+
+    /// [`User::record_login`]'s work, for a caller that already holds a write transaction
+    /// (the login writer's batch). On error the caller must roll back what this did.
+    pub fn record_login_in_transaction(
+        conn: &mut DbConnection,
+        attempt: &LoginAttempt<'_>,
+    ) -> QueryResult<LoginOutcome> {
+        let (user, is_new) = match Self::find_by_openid(conn, attempt.openid)? {
+            Some(existing) if existing.is_disabled() => return Ok(LoginOutcome::Disabled),
+            Some(existing) => (Self::update_on_login(conn, &existing, attempt)?, false),
+            None => match Self::insert_on_login(conn, attempt)? {
+                Some(created) => (created, true),
+                // Another transaction created the user first: log in as returning.
+                // (Unreachable on SQLite under the write lock; kept for PostgreSQL.)
+                None => {
+                    let existing = Self::find_by_openid(conn, attempt.openid)?
+                        .ok_or(diesel::result::Error::NotFound)?;
+                    if existing.is_disabled() {
+                        return Ok(LoginOutcome::Disabled);
                     }
-                },
-            };
-            diesel::insert_into(login_tokens::table)
-                .values(NewLoginToken {
-                    user_id: user.id,
-                    token_hash: attempt.token_hash,
-                    created_at: attempt.now,
-                    expires_at: attempt.token_expires_at,
-                })
-                .execute(conn)?;
-            diesel::insert_into(logins::table)
-                .values(NewLogin {
-                    user_id: user.id,
-                    logged_in_at: attempt.now,
-                    ip: attempt.ip,
-                    user_agent: attempt.user_agent,
-                })
-                .execute(conn)?;
-            Ok(LoginOutcome::LoggedIn {
-                user: Box::new(user),
-                is_new,
+                    (Self::update_on_login(conn, &existing, attempt)?, false)
+                }
+            },
+        };
+        diesel::insert_into(login_tokens::table)
+            .values(NewLoginToken {
+                user_id: user.id,
+                token_hash: attempt.token_hash,
+                created_at: attempt.now,
+                expires_at: attempt.token_expires_at,
             })
+            .execute(conn)?;
+        diesel::insert_into(logins::table)
+            .values(NewLogin {
+                user_id: user.id,
+                logged_in_at: attempt.now,
+                ip: attempt.ip,
+                user_agent: attempt.user_agent,
+            })
+            .execute(conn)?;
+        Ok(LoginOutcome::LoggedIn {
+            user: Box::new(user),
+            is_new,
         })
     }
 

@@ -1,4 +1,4 @@
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -8,19 +8,54 @@ use futures_util::future::{BoxFuture, FutureExt, Shared};
 use super::{Code2Session, WeChat, WeChatError};
 use crate::domain::LoginCode;
 
-/// How long a code exchanged here answers `code_used` without asking WeChat again. A double
-/// tap arrives within a second or two; later reuse WeChat refuses by itself (40163).
-const REMEMBER_EXCHANGED: Duration = Duration::from_secs(60);
+/// How long a code exchanged here answers `code_used` without asking WeChat again (between
+/// one and two of these). A double tap arrives within a second or two; later reuse WeChat
+/// refuses by itself (40163).
+const REMEMBER_EXCHANGED: Duration = Duration::from_secs(30);
 
 type Exchange = Shared<BoxFuture<'static, Result<Code2Session, WeChatError>>>;
 
-#[derive(Default)]
 struct State {
     /// Exchanges under way, by code.
     inflight: HashMap<String, Exchange>,
-    /// Codes recently exchanged with success, by a keyed hash of the code (a code is a
-    /// credential, and eight bytes keep the map small under load).
-    exchanged: HashMap<u64, Instant>,
+    /// Codes exchanged with success, by a keyed hash of the code (a code is a credential,
+    /// and eight bytes keep the sets small under load), in two generations: `recent` since
+    /// `recent_since`, `older` the period before. Rotating drops the oldest generation at
+    /// once, so remembering costs O(1) per login however many logins a period sees (a
+    /// sweep of one big map on every login had made logins slower the more there were).
+    recent: HashSet<u64>,
+    older: HashSet<u64>,
+    recent_since: Instant,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            inflight: HashMap::new(),
+            recent: HashSet::new(),
+            older: HashSet::new(),
+            recent_since: Instant::now(),
+        }
+    }
+}
+
+impl State {
+    fn rotate(&mut self, now: Instant) {
+        if now.duration_since(self.recent_since) >= REMEMBER_EXCHANGED {
+            self.older = std::mem::take(&mut self.recent);
+            self.recent_since = now;
+        }
+    }
+
+    fn was_exchanged(&mut self, key: u64, now: Instant) -> bool {
+        self.rotate(now);
+        self.recent.contains(&key) || self.older.contains(&key)
+    }
+
+    fn remember(&mut self, key: u64, now: Instant) {
+        self.rotate(now);
+        self.recent.insert(key);
+    }
 }
 
 /// code2Session with double taps merged: requests carrying the same code at the same time
@@ -59,11 +94,7 @@ impl CodeExchange {
             if let Some(running) = state.inflight.get(code.as_str()) {
                 running.clone()
             } else {
-                if state
-                    .exchanged
-                    .get(&key)
-                    .is_some_and(|at| at.elapsed() < REMEMBER_EXCHANGED)
-                {
+                if state.was_exchanged(key, Instant::now()) {
                     return Err(WeChatError::CodeUsed);
                 }
                 // A task of its own, so the exchange completes (and its result is seen by
@@ -89,14 +120,29 @@ impl CodeExchange {
         let result = exchange.await;
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if state.inflight.remove(code.as_str()).is_some() && result.is_ok() {
-            let now = Instant::now();
-            if state.exchanged.len() >= 10_000 {
-                state
-                    .exchanged
-                    .retain(|_, at| now.duration_since(*at) < REMEMBER_EXCHANGED);
-            }
-            state.exchanged.insert(key, now);
+            state.remember(key, Instant::now());
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_exchanged_code_is_remembered_for_one_to_two_periods_then_forgotten() {
+        let start = Instant::now();
+        let mut state = State {
+            recent_since: start,
+            ..State::default()
+        };
+        state.remember(7, start);
+        assert!(state.was_exchanged(7, start + Duration::from_secs(1)));
+        assert!(!state.was_exchanged(8, start + Duration::from_secs(1)));
+        // One rotation: still remembered, in the older generation.
+        assert!(state.was_exchanged(7, start + REMEMBER_EXCHANGED));
+        // A second rotation drops it.
+        assert!(!state.was_exchanged(7, start + REMEMBER_EXCHANGED * 2));
     }
 }

@@ -1,12 +1,10 @@
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use super::input::{decode_body, decode_query, non_blank};
 use super::{rfc3339, UserView};
-use crate::db::models::User;
-use crate::db::{LoginAttempt, LoginOutcome};
+use crate::db::{LoginOutcome, PendingLogin};
 use crate::domain::{AvatarUrl, LoginCode, Nickname};
 use crate::error::ApiError;
 use crate::startup::AppState;
@@ -84,26 +82,22 @@ async fn login(
         .get(header::USER_AGENT)
         .map(|v| truncate(&String::from_utf8_lossy(v.as_bytes()), MAX_USER_AGENT_BYTES));
 
-    let outcome = crate::db::run(&state.pool, move |conn| {
-        User::record_login(
-            conn,
-            &LoginAttempt {
-                openid: session.openid.as_str(),
-                unionid: session.unionid.as_ref().map(|u| u.as_str()),
-                session_key: session.session_key.expose(),
-                nickname: nickname.as_ref(),
-                avatar_url: avatar_url.as_ref(),
-                ip: ip.as_deref(),
-                user_agent: user_agent.as_deref(),
-                token_hash: &token_hash,
-                token_expires_at: expires_at,
-                now,
-            },
-        )
-        .context("recording a login")
-    })
-    .await
-    .map_err(ApiError::Internal)?;
+    let outcome = state
+        .login_writer
+        .record(PendingLogin {
+            openid: session.openid.as_str().to_owned(),
+            unionid: session.unionid.as_ref().map(|u| u.as_str().to_owned()),
+            session_key: session.session_key.expose().to_owned(),
+            nickname,
+            avatar_url,
+            ip,
+            user_agent,
+            token_hash,
+            token_expires_at: expires_at,
+            now,
+        })
+        .await
+        .map_err(ApiError::Internal)?;
 
     match outcome {
         LoginOutcome::Disabled => Err(ApiError::UserDisabled),

@@ -1,0 +1,309 @@
+//! The login writer: one thread, one connection, logins committed in groups.
+//!
+//! SQLite has one writer at a time. With writers on many pooled connections, those that
+//! find the lock taken fall into SQLite's busy handler, which sleeps for milliseconds while
+//! the lock is held for microseconds: under load most of a login's time went to sleeping.
+//! Here logins queue to a single thread that commits whatever has queued up in one
+//! transaction, and answers each login only after that commit: an acknowledged login is on
+//! disk (in the WAL). Should the batch fail, its logins are retried one transaction each,
+//! so one bad login cannot fail the others (a savepoint per login did the same on every
+//! batch, at a cost the profile showed).
+
+use anyhow::Context;
+use chrono::NaiveDateTime;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::{Connection, QueryResult, QueryableByName, RunQueryDsl};
+
+use super::models::User;
+use super::users::{LoginAttempt, LoginOutcome};
+use super::DbConnection;
+use crate::domain::{AvatarUrl, Nickname};
+
+/// Most logins committed in one transaction.
+const MAX_BATCH: usize = 256;
+/// Logins waiting for the writer before callers wait for room (back-pressure).
+const QUEUE: usize = 4096;
+
+/// An owned [`LoginAttempt`], to send to the writer thread. No `Debug`: it holds the
+/// session_key.
+#[allow(missing_docs)]
+pub struct PendingLogin {
+    pub openid: String,
+    pub unionid: Option<String>,
+    pub session_key: String,
+    pub nickname: Option<Nickname>,
+    pub avatar_url: Option<AvatarUrl>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub token_hash: String,
+    pub token_expires_at: NaiveDateTime,
+    pub now: NaiveDateTime,
+}
+
+impl PendingLogin {
+    fn attempt(&self) -> LoginAttempt<'_> {
+        LoginAttempt {
+            openid: &self.openid,
+            unionid: self.unionid.as_deref(),
+            session_key: &self.session_key,
+            nickname: self.nickname.as_ref(),
+            avatar_url: self.avatar_url.as_ref(),
+            ip: self.ip.as_deref(),
+            user_agent: self.user_agent.as_deref(),
+            token_hash: &self.token_hash,
+            token_expires_at: self.token_expires_at,
+            now: self.now,
+        }
+    }
+}
+
+type Reply = tokio::sync::oneshot::Sender<Result<LoginOutcome, String>>;
+
+/// How often the checkpointer copies the WAL into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+
+/// Handle to the writer thread; the thread ends when the last handle is dropped, and so does
+/// the checkpointer.
+#[derive(Clone)]
+pub struct LoginWriter {
+    queue: tokio::sync::mpsc::Sender<(PendingLogin, Reply)>,
+    _checkpointer: std::sync::mpsc::Sender<()>,
+}
+
+impl LoginWriter {
+    /// Opens the writer's own connection to `database_url` and starts its thread.
+    pub fn start(database_url: &str) -> anyhow::Result<Self> {
+        let mut conn = DbConnection::establish(database_url)
+            .with_context(|| format!("opening the database {database_url} for the login writer"))?;
+        super::apply_connection_pragmas(&mut conn)
+            .and_then(|()| {
+                // SQLite checkpoints in the thread whose commit crosses the threshold, fsync
+                // included: that stalled every login queued behind it. The checkpointer
+                // thread does it instead.
+                conn.batch_execute("PRAGMA wal_autocheckpoint = 0;")
+            })
+            .context("setting up the login writer's connection")?;
+        let mut checkpoint_conn = DbConnection::establish(database_url)
+            .with_context(|| format!("opening the database {database_url} for checkpoints"))?;
+        super::apply_connection_pragmas(&mut checkpoint_conn)
+            .context("setting up the checkpointer's connection")?;
+        let (queue, jobs) = tokio::sync::mpsc::channel(QUEUE);
+        let (stop, stopped) = std::sync::mpsc::channel();
+        let wal_long = Arc::new(AtomicBool::new(false));
+        let writer_wal_long = wal_long.clone();
+        std::thread::Builder::new()
+            .name("login-writer".into())
+            .spawn(move || run(conn, jobs, writer_wal_long))
+            .context("starting the login writer")?;
+        std::thread::Builder::new()
+            .name("wal-checkpoint".into())
+            .spawn(move || checkpoint(checkpoint_conn, stopped, wal_long))
+            .context("starting the checkpointer")?;
+        Ok(Self {
+            queue,
+            _checkpointer: stop,
+        })
+    }
+
+    /// Records `login` and waits until it is committed.
+    pub async fn record(&self, login: PendingLogin) -> anyhow::Result<LoginOutcome> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        // Waits only when the queue is full (back-pressure), without holding a worker.
+        self.queue
+            .send((login, reply))
+            .await
+            .map_err(|_| anyhow::anyhow!("the login writer has stopped"))?;
+        answer
+            .await
+            .context("the login writer dropped a login")?
+            .map_err(|e| anyhow::anyhow!("recording a login: {e}"))
+    }
+}
+
+fn run(
+    mut conn: DbConnection,
+    mut jobs: tokio::sync::mpsc::Receiver<(PendingLogin, Reply)>,
+    wal_long: Arc<AtomicBool>,
+) {
+    while let Some(first) = jobs.blocking_recv() {
+        if wal_long.swap(false, Ordering::Relaxed) {
+            // Copies what the checkpointer has not yet; the next transaction then starts
+            // the WAL over.
+            if let Err(e) = conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE);") {
+                tracing::warn!(error = %e, "checkpointing the WAL failed");
+            }
+        }
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let (logins, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        for (reply, result) in replies.into_iter().zip(record_batch(&mut conn, &logins)) {
+            let _ = reply.send(result);
+        }
+    }
+}
+
+/// Records `logins` in one transaction; should that fail, one transaction each, so each gets
+/// its own answer.
+fn record_batch(
+    conn: &mut DbConnection,
+    logins: &[PendingLogin],
+) -> Vec<Result<LoginOutcome, String>> {
+    match commit_together(conn, logins) {
+        Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
+        // Rare (a full disk, say): one login's failure rolled the batch back.
+        Err(e) => {
+            tracing::warn!(error = %e, logins = logins.len(), "a batch of logins failed; committing them one by one");
+            logins
+                .iter()
+                .map(|login| {
+                    conn.immediate_transaction(|conn| {
+                        User::record_login_in_transaction(conn, &login.attempt())
+                    })
+                    .map_err(|e| e.to_string())
+                })
+                .collect()
+        }
+    }
+}
+
+/// WAL frames (pages) past which the writer is asked to let the WAL start over.
+const RESTART_WAL_AT_FRAMES: i64 = 1024;
+
+#[derive(QueryableByName)]
+struct CheckpointResult {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    log: i32,
+}
+
+/// Copies committed WAL frames into the database file every [`CHECKPOINT_EVERY`], until
+/// every [`LoginWriter`] is gone, off the writer's thread (the fsync included). PASSIVE never
+/// waits for anyone, but SQLite starts the WAL over only when a write transaction begins
+/// with every frame copied, which under constant writes never happens from here: so when
+/// the WAL has grown long, `wal_long` asks the writer to copy the little left itself between
+/// two batches (without that the WAL grew without end under load; a RESTART checkpoint from
+/// here made the writer sleep in its busy handler instead).
+fn checkpoint(
+    mut conn: DbConnection,
+    stopped: std::sync::mpsc::Receiver<()>,
+    wal_long: Arc<AtomicBool>,
+) {
+    loop {
+        let last = matches!(
+            stopped.recv_timeout(CHECKPOINT_EVERY),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected)
+        );
+        let result = diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)")
+            .get_result::<CheckpointResult>(&mut conn)
+            .map(|passive| {
+                if i64::from(passive.log) > RESTART_WAL_AT_FRAMES {
+                    wal_long.store(true, Ordering::Relaxed);
+                }
+            });
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "checkpointing the WAL failed");
+        }
+        if last {
+            return;
+        }
+    }
+}
+
+/// Records every login of `batch` in one write transaction: one commit (one WAL append) for
+/// them all. Any error rolls all of them back.
+fn commit_together(
+    conn: &mut DbConnection,
+    logins: &[PendingLogin],
+) -> QueryResult<Vec<LoginOutcome>> {
+    conn.immediate_transaction(|conn| {
+        logins
+            .iter()
+            .map(|login| User::record_login_in_transaction(conn, &login.attempt()))
+            .collect()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diesel::prelude::*;
+
+    fn login(openid: &str, token_hash: &str) -> PendingLogin {
+        let now = crate::db::now();
+        PendingLogin {
+            openid: openid.to_owned(),
+            unionid: None,
+            session_key: "k".to_owned(),
+            nickname: None,
+            avatar_url: None,
+            ip: None,
+            user_agent: None,
+            token_hash: token_hash.to_owned(),
+            token_expires_at: now + chrono::TimeDelta::hours(1),
+            now,
+        }
+    }
+
+    fn users(conn: &mut DbConnection) -> Vec<String> {
+        use crate::db::schema::users::dsl::*;
+        users.order(id).select(openid).load(conn).unwrap()
+    }
+
+    #[test]
+    fn a_batch_commits_every_login_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = dir.path().join("w.db");
+        let pool = crate::db::connect(url.to_str().unwrap()).unwrap();
+        let mut conn = pool.get().unwrap();
+        let results = record_batch(
+            &mut conn,
+            &[login("oA", "h1"), login("oB", "h2"), login("oA", "h3")],
+        );
+        let new: Vec<bool> = results
+            .into_iter()
+            .map(|r| match r.unwrap() {
+                LoginOutcome::LoggedIn { is_new, .. } => is_new,
+                LoginOutcome::Disabled => panic!("nobody is disabled"),
+            })
+            .collect();
+        assert_eq!(
+            new,
+            [true, true, false],
+            "the second oA is a returning login"
+        );
+        assert_eq!(users(&mut conn), ["oA", "oB"]);
+    }
+
+    #[test]
+    fn a_failing_login_fails_alone_and_the_rest_of_its_batch_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = dir.path().join("w.db");
+        let pool = crate::db::connect(url.to_str().unwrap()).unwrap();
+        let mut conn = pool.get().unwrap();
+        // The second login reuses a token hash: the UNIQUE constraint fails it.
+        let results = record_batch(
+            &mut conn,
+            &[login("oA", "same"), login("oB", "same"), login("oC", "h3")],
+        );
+        assert!(results[0].is_ok());
+        assert!(
+            results[1].as_ref().is_err_and(|e| e.contains("UNIQUE")),
+            "{:?}",
+            results[1].as_ref().err()
+        );
+        assert!(results[2].is_ok());
+        assert_eq!(
+            users(&mut conn),
+            ["oA", "oC"],
+            "oB's user is rolled back with its token"
+        );
+    }
+}
