@@ -459,18 +459,55 @@ async fn console(bin: &Path, dir: &Path, wechat_base: &str, users: u64, samples:
         .unwrap();
     assert_eq!(signed.status(), 303, "signing in to the console failed");
     let deep = users / 20 / 2;
+    // The pages at `samples` requests each, then the harder cases an admin can also
+    // reach (fewer requests, as some are slow on purpose: they show the limits).
+    let few = (samples / 5).max(5);
     let pages = [
-        ("users first page", "/admin/users".to_owned()),
-        ("users deep page", format!("/admin/users?page={deep}")),
-        ("nickname search", "/admin/users?q=panda".to_owned()),
+        ("users first page", "/admin/users".to_owned(), samples),
+        (
+            "users deep page",
+            format!("/admin/users?page={deep}"),
+            samples,
+        ),
+        (
+            "nickname search",
+            "/admin/users?q=panda".to_owned(),
+            samples,
+        ),
         (
             "openid lookup",
             format!("/admin/users?q=oSeed{:07}", users / 2),
+            samples,
         ),
-        ("user detail", format!("/admin/users/{}", users / 3)),
-        ("dashboard", "/admin".to_owned()),
+        (
+            "user detail",
+            format!("/admin/users/{}", users / 3),
+            samples,
+        ),
+        ("dashboard", "/admin".to_owned(), samples),
+        (
+            "rare nickname",
+            format!("/admin/users?q=%E7%94%A8%E6%88%B7{}", users / 7),
+            few,
+        ),
+        (
+            "short term (1 char)",
+            "/admin/users?q=%E7%8C%AB".to_owned(),
+            few,
+        ),
+        ("short absent term", "/admin/users?q=zz".to_owned(), few),
+        (
+            "deep page, active",
+            format!("/admin/users?status=active&page={deep}"),
+            few,
+        ),
+        (
+            "deep, last login",
+            format!("/admin/users?sort=last_login_desc&page={deep}"),
+            few,
+        ),
     ];
-    for (name, path) in pages {
+    for (name, path, samples) in pages {
         let mut times = Vec::new();
         let mut errors = 0;
         for _ in 0..samples {
@@ -487,7 +524,7 @@ async fn console(bin: &Path, dir: &Path, wechat_base: &str, users: u64, samples:
         }
         times.sort();
         println!(
-            "console {name:<17} p50 {:>8.2} ms  p99 {:>8.2} ms  errors {errors}  ({samples} requests, {path})",
+            "console {name:<19} p50 {:>8.2} ms  p99 {:>8.2} ms  errors {errors}  ({samples} requests, {path})",
             times[samples / 2].as_secs_f64() * 1000.0,
             times[(samples * 99) / 100].as_secs_f64() * 1000.0
         );

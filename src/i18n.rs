@@ -247,6 +247,14 @@ impl Messages {
         }
     }
 
+    /// The count of a search that matched more users than it counts.
+    pub fn user_count_more(&self, n: i64) -> String {
+        match self.lang {
+            Lang::Zh => format!("超过 {n} 位用户，请缩小搜索范围"),
+            Lang::En => format!("More than {n} users; narrow the search to see them all"),
+        }
+    }
+
     /// "Page X of Y".
     pub fn page_of(&self, page: i64, pages: i64) -> String {
         match self.lang {

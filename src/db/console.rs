@@ -48,13 +48,19 @@ pub struct UserListQuery {
     pub per_page: i64,
 }
 
+/// Most matches a nickname search counts. Past it the console says "more than" this many:
+/// an exact count of a common term would read most of the table on every page view.
+pub const SEARCH_COUNT_CAP: i64 = 1000;
+
 /// A page of users and how many match in all.
 #[derive(Debug)]
 pub struct UserList {
     /// The page's users.
     pub users: Vec<User>,
-    /// All matching users.
+    /// All matching users, or [`SEARCH_COUNT_CAP`] when `more` is set.
     pub total: i64,
+    /// More than `total` users match (a nickname search that hit the count cap).
+    pub more: bool,
 }
 
 /// `term` as a LIKE pattern that matches it literally anywhere: `%`, `_` and the escape
@@ -72,50 +78,132 @@ pub fn like_contains(term: &str) -> String {
     pattern
 }
 
+/// Which users a search term selects, worked out before the page is read.
+enum Matching {
+    /// No search.
+    Everyone,
+    /// Exactly these users (an openid / unionid match, or the nickname index's answer).
+    Ids(Vec<i64>),
+    /// Nicknames containing the term, read row by row (short or common terms).
+    NicknameLike(String),
+}
+
 type BoxedUsers<'a> = users::BoxedQuery<'a, diesel::sqlite::Sqlite>;
 
-fn filtered(query: &UserListQuery) -> BoxedUsers<'_> {
-    let mut q = users::table.into_boxed();
-    if let Some(term) = query.search.as_deref() {
-        q = q.filter(
-            users::nickname
-                .like(like_contains(term))
-                .escape('\\')
-                .or(users::openid.eq(term))
-                .or(users::unionid.eq(term)),
-        );
-    }
-    match query.status {
+fn filtered<'a>(matching: &'a Matching, status: StatusFilter) -> BoxedUsers<'a> {
+    let q = users::table.into_boxed();
+    let q = match matching {
+        Matching::Everyone => q,
+        Matching::Ids(ids) => q.filter(users::id.eq_any(ids)),
+        Matching::NicknameLike(pattern) => q.filter(users::nickname.like(pattern).escape('\\')),
+    };
+    match status {
         StatusFilter::All => q,
         StatusFilter::Active => q.filter(users::disabled_at.is_null()),
         StatusFilter::Disabled => q.filter(users::disabled_at.is_not_null()),
     }
 }
 
+fn ordered<'a>(q: BoxedUsers<'a>, sort: UserSort) -> BoxedUsers<'a> {
+    match sort {
+        UserSort::CreatedDesc => q.order((users::created_at.desc(), users::id.desc())),
+        UserSort::CreatedAsc => q.order((users::created_at.asc(), users::id.asc())),
+        UserSort::LastLoginDesc => q.order((users::last_login_at.desc(), users::id.desc())),
+        UserSort::LastLoginAsc => q.order((users::last_login_at.asc(), users::id.asc())),
+    }
+}
+
+#[derive(QueryableByName)]
+struct RowId {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    id: i64,
+}
+
+/// Users whose openid or unionid is `term`.
+fn exact_id_matches(conn: &mut DbConnection, term: &str) -> QueryResult<Vec<i64>> {
+    users::table
+        .filter(users::openid.eq(term).or(users::unionid.eq(term)))
+        .select(users::id)
+        .load(conn)
+}
+
+/// Up to `limit` users whose nickname contains `term`, from the trigram index; `None` when
+/// the index cannot answer (fewer than three characters, or LIKE wildcards in the term).
+fn indexed_nickname_matches(
+    conn: &mut DbConnection,
+    term: &str,
+    limit: i64,
+) -> QueryResult<Option<Vec<i64>>> {
+    if term.chars().count() < 3 || term.contains(['%', '_', '\\']) {
+        return Ok(None);
+    }
+    let ids = diesel::sql_query(
+        "SELECT rowid AS id FROM users_nickname_fts WHERE nickname LIKE ? LIMIT ?",
+    )
+    .bind::<diesel::sql_types::Text, _>(like_contains(term))
+    .bind::<diesel::sql_types::BigInt, _>(limit)
+    .load::<RowId>(conn)?;
+    Ok(Some(ids.into_iter().map(|r| r.id).collect()))
+}
+
 impl User {
     /// A page of users for the console list.
+    ///
+    /// Built to stay fast at a million users: an openid / unionid is found through its
+    /// index; a nickname term through the trigram index when it can, and its count stops
+    /// at [`SEARCH_COUNT_CAP`]; a page deep in the list is found on the sort column's index
+    /// alone (it holds the row id), so skipping half a million rows reads no table rows.
     pub fn list(conn: &mut DbConnection, query: &UserListQuery) -> QueryResult<UserList> {
-        let total = filtered(query).count().get_result(conn)?;
-        let ordered = match query.sort {
-            UserSort::CreatedDesc => {
-                filtered(query).order((users::created_at.desc(), users::id.desc()))
-            }
-            UserSort::CreatedAsc => {
-                filtered(query).order((users::created_at.asc(), users::id.asc()))
-            }
-            UserSort::LastLoginDesc => {
-                filtered(query).order((users::last_login_at.desc(), users::id.desc()))
-            }
-            UserSort::LastLoginAsc => {
-                filtered(query).order((users::last_login_at.asc(), users::id.asc()))
+        let matching = match query.search.as_deref() {
+            None => Matching::Everyone,
+            Some(term) => {
+                let exact = exact_id_matches(conn, term)?;
+                if !exact.is_empty() {
+                    Matching::Ids(exact)
+                } else {
+                    match indexed_nickname_matches(conn, term, SEARCH_COUNT_CAP + 1)? {
+                        Some(ids) if ids.len() as i64 <= SEARCH_COUNT_CAP => Matching::Ids(ids),
+                        // A common term: its matches are dense, so reading rows in the
+                        // page's order finds a page quickly.
+                        _ => Matching::NicknameLike(like_contains(term)),
+                    }
+                }
             }
         };
-        let users = ordered
+        let (total, more, matching) = match (matching, query.status) {
+            (Matching::Everyone, StatusFilter::Active) => {
+                let all: i64 = users::table.count().get_result(conn)?;
+                let disabled: i64 = filtered(&Matching::Everyone, StatusFilter::Disabled)
+                    .count()
+                    .get_result(conn)?;
+                (all - disabled, false, Matching::Everyone)
+            }
+            (matching @ (Matching::Everyone | Matching::Ids(_)), status) => {
+                let total = filtered(&matching, status).count().get_result(conn)?;
+                (total, false, matching)
+            }
+            (matching @ Matching::NicknameLike(_), status) => {
+                let seen: Vec<i64> = filtered(&matching, status)
+                    .select(users::id)
+                    .limit(SEARCH_COUNT_CAP + 1)
+                    .load(conn)?;
+                if seen.len() as i64 > SEARCH_COUNT_CAP {
+                    (SEARCH_COUNT_CAP, true, matching)
+                } else {
+                    // Every match is known now: the page need not read the table again.
+                    (seen.len() as i64, false, Matching::Ids(seen))
+                }
+            }
+        };
+        let page_ids = ordered(filtered(&matching, query.status), query.sort)
+            .select(users::id)
             .limit(query.per_page)
-            .offset((query.page - 1).max(0) * query.per_page)
+            .offset((query.page - 1).max(0) * query.per_page);
+        let users = ordered(users::table.into_boxed(), query.sort)
+            .filter(users::id.eq_any(page_ids))
             .select(User::as_select())
             .load(conn)?;
-        Ok(UserList { users, total })
+        Ok(UserList { users, total, more })
     }
 }
 

@@ -10,7 +10,10 @@ mod users;
 mod writer;
 
 pub use admins::{AuditAction, AuditFilter};
-pub use console::{like_contains, DashboardStats, StatusFilter, UserList, UserListQuery, UserSort};
+pub use console::{
+    like_contains, DashboardStats, StatusFilter, UserList, UserListQuery, UserSort,
+    SEARCH_COUNT_CAP,
+};
 pub use sessions::DbSessionStore;
 pub use tokens::TokenLookup;
 pub use users::{LoginAttempt, LoginOutcome};

@@ -469,6 +469,87 @@ async fn search_matches_nickname_substrings_and_exact_openids_and_unionids() {
 }
 
 #[tokio::test]
+async fn a_nickname_search_follows_nickname_changes_and_ignores_case() {
+    let app = spawn_app().await;
+    let (_, token) = seed_user(&app, "oRename", "Old Panda Name").await;
+    seed_user(&app, "oOther", "someone else").await;
+    let browser = app.signed_in_browser().await;
+
+    let found = browser.get("/admin/users?q=panda").await;
+    assert_eq!(listed_nicknames(&found.text), ["Old Panda Name"]);
+    assert!(found.text.contains("1 user"), "{}", found.text);
+
+    let patched = app
+        .patch_me(&token, json!({"nickname": "新名字 Koala"}))
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.text);
+    let old = browser.get("/admin/users?q=Panda").await;
+    assert!(
+        listed_nicknames(&old.text).is_empty(),
+        "the old nickname is no longer found: {:?}",
+        listed_nicknames(&old.text)
+    );
+    let new = browser.get("/admin/users?q=KOALA").await;
+    assert_eq!(listed_nicknames(&new.text), ["新名字 Koala"]);
+    let cjk = browser
+        .get("/admin/users?q=%E6%96%B0%E5%90%8D%E5%AD%97")
+        .await; // 新名字
+    assert_eq!(listed_nicknames(&cjk.text), ["新名字 Koala"]);
+
+    // A returning login without a nickname leaves the indexed one alone.
+    let again = app.login_code(&app.fake.code_for("oRename")).await;
+    assert_eq!(again.status, 200, "{}", again.text);
+    let still = browser.get("/admin/users?q=koala").await;
+    assert_eq!(listed_nicknames(&still.text), ["新名字 Koala"]);
+}
+
+#[tokio::test]
+async fn a_search_matching_more_users_than_it_counts_says_more_than_and_still_pages_in_order() {
+    let app = spawn_app().await;
+    let cap = wxlogin::db::SEARCH_COUNT_CAP;
+    // Straight into the database: 1,200 users called "common-N", created a second apart,
+    // and one "rare-common" that is not among the newest.
+    diesel::sql_query(format!(
+        "WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < {n})
+         INSERT INTO users (openid, session_key, nickname, login_count, created_at, updated_at, last_login_at)
+         SELECT 'oCommon' || n, 'k', CASE WHEN n = 7 THEN 'rare-common' ELSE 'common-' || n END, 1,
+                datetime('2026-01-01', '+' || n || ' seconds'), datetime('2026-01-01'), datetime('2026-01-01')
+         FROM seq",
+        n = 1200
+    ))
+    .execute(&mut app.db())
+    .unwrap();
+    let browser = app.signed_in_browser().await;
+
+    let common = browser.get("/admin/users?q=common").await;
+    assert_eq!(common.status, 200);
+    assert!(
+        common.text.contains(&format!("More than {cap} users")),
+        "{}",
+        common.text
+    );
+    let expected: Vec<String> = (1181..=1200).rev().map(|n| format!("common-{n}")).collect();
+    assert_eq!(listed_nicknames(&common.text), expected, "newest first");
+    let third = browser.get("/admin/users?q=common&page=3").await;
+    let expected: Vec<String> = (1141..=1160).rev().map(|n| format!("common-{n}")).collect();
+    assert_eq!(listed_nicknames(&third.text), expected);
+
+    let rare = browser.get("/admin/users?q=rare-").await;
+    assert_eq!(listed_nicknames(&rare.text), ["rare-common"]);
+    assert!(rare.text.contains("1 user"), "{}", rare.text);
+    let old = browser
+        .get("/admin/users?q=common&sort=created_asc&per_page=10")
+        .await;
+    let expected: Vec<String> = (1..=10)
+        .map(|n| match n {
+            7 => "rare-common".to_owned(),
+            n => format!("common-{n}"),
+        })
+        .collect();
+    assert_eq!(listed_nicknames(&old.text), expected, "oldest first");
+}
+
+#[tokio::test]
 async fn the_list_filters_by_status_sorts_and_pages_with_the_total() {
     let app = spawn_app().await;
     let mut ids = Vec::new();

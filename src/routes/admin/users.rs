@@ -209,7 +209,11 @@ pub async fn list(
     let page_view = UsersPage {
         q: params.q.clone(),
         filtered,
-        count_text: t.user_count(list.total),
+        count_text: if list.more {
+            t.user_count_more(list.total)
+        } else {
+            t.user_count(list.total)
+        },
         page_text: t.page_of(page, pages),
         pages,
         rows,
