@@ -36,20 +36,17 @@ impl AuditAction {
 impl Admin {
     /// The admin with this username.
     pub fn find_by_username(conn: &mut DbConnection, username: &str) -> QueryResult<Option<Admin>> {
-        admins::table
-            .filter(admins::username.eq(username))
-            .select(Admin::as_select())
-            .first(conn)
-            .optional()
+        super::unique(
+            admins::table
+                .filter(admins::username.eq(username))
+                .select(Admin::as_select())
+                .load(conn),
+        )
     }
 
     /// The admin with this id.
     pub fn find(conn: &mut DbConnection, id: i64) -> QueryResult<Option<Admin>> {
-        admins::table
-            .find(id)
-            .select(Admin::as_select())
-            .first(conn)
-            .optional()
+        super::unique(admins::table.find(id).select(Admin::as_select()).load(conn))
     }
 
     /// How many admins exist.

@@ -65,12 +65,13 @@ impl SessionStore for DbSessionStore {
     async fn load(&self, session_key: &SessionKey) -> Result<Option<State>, LoadError> {
         let key_hash = hash(session_key.as_ref());
         let row: Option<(String, NaiveDateTime)> = super::run(&self.pool, move |conn| {
-            admin_sessions::table
-                .find(key_hash)
-                .select((admin_sessions::state, admin_sessions::expires_at))
-                .first(conn)
-                .optional()
-                .context("loading a console session")
+            super::unique(
+                admin_sessions::table
+                    .find(key_hash)
+                    .select((admin_sessions::state, admin_sessions::expires_at))
+                    .load(conn),
+            )
+            .context("loading a console session")
         })
         .await
         .map_err(LoadError::Other)?;

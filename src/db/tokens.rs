@@ -23,12 +23,13 @@ impl LoginToken {
         token_hash: &str,
         now: NaiveDateTime,
     ) -> QueryResult<TokenLookup> {
-        let found: Option<(LoginToken, User)> = login_tokens::table
-            .inner_join(users::table)
-            .filter(login_tokens::token_hash.eq(token_hash))
-            .select((LoginToken::as_select(), User::as_select()))
-            .first(conn)
-            .optional()?;
+        let found: Option<(LoginToken, User)> = super::unique(
+            login_tokens::table
+                .inner_join(users::table)
+                .filter(login_tokens::token_hash.eq(token_hash))
+                .select((LoginToken::as_select(), User::as_select()))
+                .load(conn),
+        )?;
         Ok(match found {
             None => TokenLookup::Invalid,
             // Disabling revokes the tokens too; answering "disabled" rather than "invalid"

@@ -81,20 +81,17 @@ fn nickname_to_store<'a>(current: Option<&str>, given: Option<&'a Nickname>) -> 
 impl User {
     /// The user with this id.
     pub fn find(conn: &mut DbConnection, id: i64) -> QueryResult<Option<User>> {
-        users::table
-            .find(id)
-            .select(User::as_select())
-            .first(conn)
-            .optional()
+        super::unique(users::table.find(id).select(User::as_select()).load(conn))
     }
 
     /// The user with this openid.
     pub fn find_by_openid(conn: &mut DbConnection, openid: &str) -> QueryResult<Option<User>> {
-        users::table
-            .filter(users::openid.eq(openid))
-            .select(User::as_select())
-            .first(conn)
-            .optional()
+        super::unique(
+            users::table
+                .filter(users::openid.eq(openid))
+                .select(User::as_select())
+                .load(conn),
+        )
     }
 
     /// Creates or updates the user behind `attempt`, issues its token and records the

@@ -25,7 +25,7 @@ async fn authenticate(req: &HttpRequest, state: &AppState) -> Result<(User, Stri
     let token = crate::auth::bearer_token(req).ok_or(ApiError::Unauthorized)?;
     let hash = crate::auth::hash_token(token);
     let lookup_hash = hash.clone();
-    let lookup = crate::db::run(&state.pool, move |conn| {
+    let lookup = crate::db::run_quick_read(&state.pool, move |conn| {
         LoginToken::lookup(conn, &lookup_hash, crate::db::now()).context("checking a token")
     })
     .await
