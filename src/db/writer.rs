@@ -252,6 +252,14 @@ mod tests {
         }
     }
 
+    /// A migrated database in a folder that lives as long as the returned guard.
+    fn fresh_database() -> (tempfile::TempDir, crate::db::DbPool) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = dir.path().join("w.db");
+        let pool = crate::db::connect(url.to_str().unwrap()).unwrap();
+        (dir, pool)
+    }
+
     fn users(conn: &mut DbConnection) -> Vec<String> {
         use crate::db::schema::users::dsl::*;
         users.order(id).select(openid).load(conn).unwrap()
@@ -259,9 +267,7 @@ mod tests {
 
     #[test]
     fn a_batch_commits_every_login_together() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = dir.path().join("w.db");
-        let pool = crate::db::connect(url.to_str().unwrap()).unwrap();
+        let (_dir, pool) = fresh_database();
         let mut conn = pool.get().unwrap();
         let results = record_batch(
             &mut conn,
@@ -284,9 +290,7 @@ mod tests {
 
     #[test]
     fn a_failing_login_fails_alone_and_the_rest_of_its_batch_is_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = dir.path().join("w.db");
-        let pool = crate::db::connect(url.to_str().unwrap()).unwrap();
+        let (_dir, pool) = fresh_database();
         let mut conn = pool.get().unwrap();
         // The second login reuses a token hash: the UNIQUE constraint fails it.
         let results = record_batch(
