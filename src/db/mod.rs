@@ -17,7 +17,7 @@ pub use console::{
 pub use sessions::DbSessionStore;
 pub use tokens::TokenLookup;
 pub use users::{LoginAttempt, LoginOutcome};
-pub use writer::{LoginWriter, PendingLogin};
+pub use writer::LoginWriter;
 
 use std::path::Path;
 use std::time::Duration;

@@ -6,25 +6,25 @@ use super::schema::{login_tokens, logins, users};
 use super::DbConnection;
 use crate::domain::{AvatarUrl, Nickname, PLACEHOLDER_NICKNAME};
 
-/// Everything a successful code2Session exchange lets us record. No `Debug`: it holds the
-/// session_key.
-pub struct LoginAttempt<'a> {
+/// Everything a successful code2Session exchange lets us record. Owned, so it can be handed
+/// to the login writer's thread. No `Debug`: it holds the session_key.
+pub struct LoginAttempt {
     /// From WeChat.
-    pub openid: &'a str,
+    pub openid: String,
     /// From WeChat, when it sent one.
-    pub unionid: Option<&'a str>,
+    pub unionid: Option<String>,
     /// From WeChat.
-    pub session_key: &'a str,
+    pub session_key: String,
     /// From the client, when it sent one.
-    pub nickname: Option<&'a Nickname>,
+    pub nickname: Option<Nickname>,
     /// From the client, when it sent one.
-    pub avatar_url: Option<&'a AvatarUrl>,
+    pub avatar_url: Option<AvatarUrl>,
     /// The client's address.
-    pub ip: Option<&'a str>,
+    pub ip: Option<String>,
     /// The client's User-Agent.
-    pub user_agent: Option<&'a str>,
+    pub user_agent: Option<String>,
     /// Hash of the token to issue.
-    pub token_hash: &'a str,
+    pub token_hash: String,
     /// When the token stops working.
     pub token_expires_at: NaiveDateTime,
     /// The time of the login.
@@ -98,7 +98,7 @@ impl User {
     /// login, all in one transaction; changes nothing for a disabled user.
     pub fn record_login(
         conn: &mut DbConnection,
-        attempt: &LoginAttempt<'_>,
+        attempt: &LoginAttempt,
     ) -> QueryResult<LoginOutcome> {
         // IMMEDIATE takes the write lock up front. A deferred transaction that reads and
         // then writes can fail at once with "database is locked" when another writer got
@@ -111,9 +111,9 @@ impl User {
     /// (the login writer's batch). On error the caller must roll back what this did.
     pub fn record_login_in_transaction(
         conn: &mut DbConnection,
-        attempt: &LoginAttempt<'_>,
+        attempt: &LoginAttempt,
     ) -> QueryResult<LoginOutcome> {
-        let (user, is_new) = match Self::find_by_openid(conn, attempt.openid)? {
+        let (user, is_new) = match Self::find_by_openid(conn, &attempt.openid)? {
             Some(existing) if existing.is_disabled() => return Ok(LoginOutcome::Disabled),
             Some(existing) => (Self::update_on_login(conn, &existing, attempt)?, false),
             None => match Self::insert_on_login(conn, attempt)? {
@@ -121,7 +121,7 @@ impl User {
                 // Another transaction created the user first: log in as returning.
                 // (Unreachable on SQLite under the write lock; kept for PostgreSQL.)
                 None => {
-                    let existing = Self::find_by_openid(conn, attempt.openid)?
+                    let existing = Self::find_by_openid(conn, &attempt.openid)?
                         .ok_or(diesel::result::Error::NotFound)?;
                     if existing.is_disabled() {
                         return Ok(LoginOutcome::Disabled);
@@ -133,7 +133,7 @@ impl User {
         diesel::insert_into(login_tokens::table)
             .values(NewLoginToken {
                 user_id: user.id,
-                token_hash: attempt.token_hash,
+                token_hash: &attempt.token_hash,
                 created_at: attempt.now,
                 expires_at: attempt.token_expires_at,
             })
@@ -142,8 +142,8 @@ impl User {
             .values(NewLogin {
                 user_id: user.id,
                 logged_in_at: attempt.now,
-                ip: attempt.ip,
-                user_agent: attempt.user_agent,
+                ip: attempt.ip.as_deref(),
+                user_agent: attempt.user_agent.as_deref(),
             })
             .execute(conn)?;
         Ok(LoginOutcome::LoggedIn {
@@ -154,15 +154,15 @@ impl User {
 
     fn insert_on_login(
         conn: &mut DbConnection,
-        attempt: &LoginAttempt<'_>,
+        attempt: &LoginAttempt,
     ) -> QueryResult<Option<User>> {
         diesel::insert_into(users::table)
             .values(NewUser {
-                openid: attempt.openid,
-                unionid: attempt.unionid,
-                session_key: attempt.session_key,
-                nickname: attempt.nickname.map(Nickname::as_str),
-                avatar_url: attempt.avatar_url.map(AvatarUrl::as_str),
+                openid: &attempt.openid,
+                unionid: attempt.unionid.as_deref(),
+                session_key: &attempt.session_key,
+                nickname: attempt.nickname.as_ref().map(Nickname::as_str),
+                avatar_url: attempt.avatar_url.as_ref().map(AvatarUrl::as_str),
                 login_count: 1,
                 created_at: attempt.now,
                 updated_at: attempt.now,
@@ -177,13 +177,13 @@ impl User {
     fn update_on_login(
         conn: &mut DbConnection,
         existing: &User,
-        attempt: &LoginAttempt<'_>,
+        attempt: &LoginAttempt,
     ) -> QueryResult<User> {
         let changes = ReturningLogin {
-            unionid: attempt.unionid,
-            session_key: attempt.session_key,
-            nickname: nickname_to_store(existing.nickname.as_deref(), attempt.nickname),
-            avatar_url: attempt.avatar_url.map(AvatarUrl::as_str),
+            unionid: attempt.unionid.as_deref(),
+            session_key: &attempt.session_key,
+            nickname: nickname_to_store(existing.nickname.as_deref(), attempt.nickname.as_ref()),
+            avatar_url: attempt.avatar_url.as_ref().map(AvatarUrl::as_str),
             updated_at: attempt.now,
             last_login_at: attempt.now,
         };

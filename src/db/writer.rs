@@ -9,57 +9,22 @@
 //! so one bad login cannot fail the others (a savepoint per login did the same on every
 //! batch, at a cost the profile showed).
 
-use anyhow::Context;
-use chrono::NaiveDateTime;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, QueryResult, QueryableByName, RunQueryDsl};
 
 use super::models::User;
 use super::users::{LoginAttempt, LoginOutcome};
 use super::DbConnection;
-use crate::domain::{AvatarUrl, Nickname};
 
 /// Most logins committed in one transaction.
 const MAX_BATCH: usize = 256;
 /// Logins waiting for the writer before callers wait for room (back-pressure).
 const QUEUE: usize = 4096;
-
-/// An owned [`LoginAttempt`], to send to the writer thread. No `Debug`: it holds the
-/// session_key.
-#[allow(missing_docs)]
-pub struct PendingLogin {
-    pub openid: String,
-    pub unionid: Option<String>,
-    pub session_key: String,
-    pub nickname: Option<Nickname>,
-    pub avatar_url: Option<AvatarUrl>,
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
-    pub token_hash: String,
-    pub token_expires_at: NaiveDateTime,
-    pub now: NaiveDateTime,
-}
-
-impl PendingLogin {
-    fn attempt(&self) -> LoginAttempt<'_> {
-        LoginAttempt {
-            openid: &self.openid,
-            unionid: self.unionid.as_deref(),
-            session_key: &self.session_key,
-            nickname: self.nickname.as_ref(),
-            avatar_url: self.avatar_url.as_ref(),
-            ip: self.ip.as_deref(),
-            user_agent: self.user_agent.as_deref(),
-            token_hash: &self.token_hash,
-            token_expires_at: self.token_expires_at,
-            now: self.now,
-        }
-    }
-}
 
 type Reply = tokio::sync::oneshot::Sender<Result<LoginOutcome, String>>;
 
@@ -70,7 +35,7 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 /// the checkpointer.
 #[derive(Clone)]
 pub struct LoginWriter {
-    queue: tokio::sync::mpsc::Sender<(PendingLogin, Reply)>,
+    queue: tokio::sync::mpsc::Sender<(LoginAttempt, Reply)>,
     _checkpointer: std::sync::mpsc::Sender<()>,
 }
 
@@ -110,7 +75,7 @@ impl LoginWriter {
     }
 
     /// Records `login` and waits until it is committed.
-    pub async fn record(&self, login: PendingLogin) -> anyhow::Result<LoginOutcome> {
+    pub async fn record(&self, login: LoginAttempt) -> anyhow::Result<LoginOutcome> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         // Waits only when the queue is full (back-pressure), without holding a worker.
         self.queue
@@ -126,7 +91,7 @@ impl LoginWriter {
 
 fn run(
     mut conn: DbConnection,
-    mut jobs: tokio::sync::mpsc::Receiver<(PendingLogin, Reply)>,
+    mut jobs: tokio::sync::mpsc::Receiver<(LoginAttempt, Reply)>,
     wal_long: Arc<AtomicBool>,
 ) {
     while let Some(first) = jobs.blocking_recv() {
@@ -155,7 +120,7 @@ fn run(
 /// its own answer.
 fn record_batch(
     conn: &mut DbConnection,
-    logins: &[PendingLogin],
+    logins: &[LoginAttempt],
 ) -> Vec<Result<LoginOutcome, String>> {
     match commit_together(conn, logins) {
         Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
@@ -164,12 +129,7 @@ fn record_batch(
             tracing::warn!(error = %e, logins = logins.len(), "a batch of logins failed; committing them one by one");
             logins
                 .iter()
-                .map(|login| {
-                    conn.immediate_transaction(|conn| {
-                        User::record_login_in_transaction(conn, &login.attempt())
-                    })
-                    .map_err(|e| e.to_string())
-                })
+                .map(|login| User::record_login(conn, login).map_err(|e| e.to_string()))
                 .collect()
         }
     }
@@ -221,12 +181,12 @@ fn checkpoint(
 /// them all. Any error rolls all of them back.
 fn commit_together(
     conn: &mut DbConnection,
-    logins: &[PendingLogin],
+    logins: &[LoginAttempt],
 ) -> QueryResult<Vec<LoginOutcome>> {
     conn.immediate_transaction(|conn| {
         logins
             .iter()
-            .map(|login| User::record_login_in_transaction(conn, &login.attempt()))
+            .map(|login| User::record_login_in_transaction(conn, login))
             .collect()
     })
 }
@@ -236,9 +196,9 @@ mod tests {
     use super::*;
     use diesel::prelude::*;
 
-    fn login(openid: &str, token_hash: &str) -> PendingLogin {
+    fn login(openid: &str, token_hash: &str) -> LoginAttempt {
         let now = crate::db::now();
-        PendingLogin {
+        LoginAttempt {
             openid: openid.to_owned(),
             unionid: None,
             session_key: "k".to_owned(),

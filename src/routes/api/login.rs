@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::input::{decode_body, decode_query, non_blank};
 use super::{rfc3339, UserView};
-use crate::db::{LoginOutcome, PendingLogin};
+use crate::db::{LoginAttempt, LoginOutcome};
 use crate::domain::{AvatarUrl, LoginCode, Nickname};
 use crate::error::ApiError;
 use crate::startup::AppState;
@@ -84,7 +84,7 @@ async fn login(
 
     let outcome = state
         .login_writer
-        .record(PendingLogin {
+        .record(LoginAttempt {
             openid: session.openid.as_str().to_owned(),
             unionid: session.unionid.as_ref().map(|u| u.as_str().to_owned()),
             session_key: session.session_key.expose().to_owned(),
