@@ -545,7 +545,10 @@ fn release_binary() -> PathBuf {
         .status()
         .expect("running cargo build");
     assert!(status.success(), "cargo build --release failed");
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/wxlogin")
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"))
+        .join("release/wxlogin")
 }
 
 fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {

@@ -1,27 +1,104 @@
 //! Login tokens: how they are made, stored and read from requests.
+//!
+//! A token is `wxl_<login id>_<secret>`: the id of the login that issued it (the row that
+//! holds it, so a check is one primary-key read) and 256 random bits. Only the SHA-256 of the
+//! secret is stored, so a copy of the database lets nobody log in. Tokens issued before the
+//! id was part of them (`wxl_<secret>`) are stored as the SHA-256 of the whole token and
+//! still work until they expire.
 
 use actix_web::http::header;
 use actix_web::HttpRequest;
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use crate::domain::Secret;
 
 /// Prefix that makes a leaked token easy to recognise in code and logs.
 const TOKEN_PREFIX: &str = "wxl_";
 
-/// A fresh token (256 random bits) and the hash under which it is stored. Only the hash is
-/// kept, so a copy of the database lets nobody log in.
-pub fn new_token() -> (Secret, String) {
-    let mut bytes = [0u8; 32];
-    rand::fill(&mut bytes[..]);
-    let token = format!("{TOKEN_PREFIX}{}", hex::encode(bytes));
-    let hash = hash_token(&token);
-    (Secret::new(token), hash)
+/// The random half of a token about to be issued, and the hash under which it is stored.
+pub struct TokenSecret {
+    secret: Secret,
+    hash: String,
 }
 
-/// The stored form of a token: hex SHA-256.
-pub fn hash_token(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
+impl TokenSecret {
+    /// 256 fresh random bits.
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; 32];
+        rand::fill(&mut bytes[..]);
+        let secret = hex::encode(bytes);
+        let hash = hash_token(&secret);
+        Self {
+            secret: Secret::new(secret),
+            hash,
+        }
+    }
+
+    /// The stored form: hex SHA-256 of the secret.
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    /// The token the client gets once the login that issues it is stored as `login_id`.
+    pub fn token(&self, login_id: i64) -> Secret {
+        Secret::new(format!("{TOKEN_PREFIX}{login_id}_{}", self.secret.expose()))
+    }
+}
+
+/// A token as a client presented it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PresentedToken {
+    /// `wxl_<login id>_<secret>`.
+    Current {
+        /// The login that issued it.
+        login_id: i64,
+        /// Hex SHA-256 of its secret half.
+        secret_hash: String,
+    },
+    /// Any other string: the hex SHA-256 of all of it, looked up among tokens issued in the
+    /// earlier form.
+    Legacy {
+        /// Hex SHA-256 of the whole token.
+        hash: String,
+    },
+}
+
+impl PresentedToken {
+    /// Reads a presented token. Never fails: a string of neither form is a legacy token
+    /// nobody holds, and the lookup says so.
+    pub fn parse(token: &str) -> Self {
+        let current = token
+            .strip_prefix(TOKEN_PREFIX)
+            .and_then(|rest| rest.split_once('_'))
+            .and_then(|(id, secret)| {
+                // Digits only: i64's parser would also take a sign.
+                if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+                    return None;
+                }
+                Some((id.parse::<i64>().ok()?, secret))
+            });
+        match current {
+            Some((login_id, secret)) => Self::Current {
+                login_id,
+                secret_hash: hash_token(secret),
+            },
+            None => Self::Legacy {
+                hash: hash_token(token),
+            },
+        }
+    }
+}
+
+/// Hex SHA-256 of `value`: how token secrets (and console session keys) are stored.
+pub fn hash_token(value: &str) -> String {
+    hex::encode(Sha256::digest(value.as_bytes()))
+}
+
+/// True when two stored hashes are equal, compared in constant time so that timing does not
+/// tell how much of a guess was right.
+pub fn hashes_match(a: &str, b: &str) -> bool {
+    a.as_bytes().ct_eq(b.as_bytes()).into()
 }
 
 /// The token in `Authorization: Bearer …`, if the request carries one.
@@ -38,14 +115,57 @@ mod tests {
     use actix_web::test::TestRequest;
 
     #[test]
-    fn tokens_are_long_random_and_hashed_to_hex() {
-        let (a, hash_a) = new_token();
-        let (b, _) = new_token();
-        assert_ne!(a.expose(), b.expose());
-        assert_eq!(a.expose().len(), TOKEN_PREFIX.len() + 64);
-        assert_eq!(hash_a, hash_token(a.expose()));
-        assert_eq!(hash_a.len(), 64);
-        assert_ne!(hash_a, a.expose());
+    fn tokens_name_their_login_and_carry_256_random_bits_stored_only_hashed() {
+        let a = TokenSecret::generate();
+        let b = TokenSecret::generate();
+        let token = a.token(42);
+        let (id, secret) = token.expose()["wxl_".len()..].split_once('_').unwrap();
+        assert_eq!(id, "42");
+        assert_eq!(secret.len(), 64);
+        assert!(secret.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a.token(42).expose(), b.token(42).expose());
+        assert_eq!(a.hash(), hash_token(secret));
+        assert!(!a.hash().contains(secret));
+    }
+
+    #[test]
+    fn a_presented_token_is_read_back_into_its_login_and_secret_hash() {
+        let secret = TokenSecret::generate();
+        let token = secret.token(7);
+        assert_eq!(
+            PresentedToken::parse(token.expose()),
+            PresentedToken::Current {
+                login_id: 7,
+                secret_hash: secret.hash().to_owned()
+            }
+        );
+    }
+
+    #[test]
+    fn anything_else_is_looked_up_as_an_earlier_token_by_its_whole_hash() {
+        let earlier = format!("wxl_{}", "ab".repeat(32));
+        for token in [
+            earlier.as_str(),
+            "wxl__abc",
+            "wxl_-1_abc",
+            "wxl_99999999999999999999_abc",
+            "garbage",
+        ] {
+            assert_eq!(
+                PresentedToken::parse(token),
+                PresentedToken::Legacy {
+                    hash: hash_token(token)
+                },
+                "{token}"
+            );
+        }
+    }
+
+    #[test]
+    fn hashes_match_only_when_equal() {
+        assert!(hashes_match("abc", "abc"));
+        assert!(!hashes_match("abc", "abd"));
+        assert!(!hashes_match("abc", "abcd"));
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub use console::{
     SEARCH_COUNT_CAP,
 };
 pub use sessions::DbSessionStore;
-pub use tokens::TokenLookup;
+pub use tokens::{StoredToken, TokenLookup};
 pub use users::{LoginAttempt, LoginOutcome};
 pub use writer::LoginWriter;
 

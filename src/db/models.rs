@@ -67,7 +67,8 @@ pub struct NewUser<'a> {
     pub last_login_at: NaiveDateTime,
 }
 
-/// A login token, known to us only by its hash.
+/// A login token issued before tokens moved onto their login's row (see [`IssuedToken`]),
+/// known to us only by the SHA-256 of the whole token. Still honoured until it expires.
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = login_tokens)]
 #[diesel(check_for_backend(diesel::sqlite::Sqlite))]
@@ -86,7 +87,8 @@ pub struct LoginToken {
     pub revoked_at: Option<NaiveDateTime>,
 }
 
-/// A token about to be issued.
+/// A token in the earlier form. Nothing issues these any more; tests use it to check that
+/// tokens issued before the change still work.
 #[derive(Debug, Insertable)]
 #[diesel(table_name = login_tokens)]
 pub struct NewLoginToken<'a> {
@@ -117,6 +119,24 @@ pub struct Login {
     pub user_agent: Option<String>,
 }
 
+/// The token a login issued, as kept on the login's row. The columns are empty on logins
+/// recorded before tokens moved there.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = logins)]
+#[diesel(check_for_backend(diesel::sqlite::Sqlite))]
+pub struct IssuedToken {
+    /// The login's row id, which the token names.
+    pub id: i64,
+    /// The user the token logs in.
+    pub user_id: i64,
+    /// Hex SHA-256 of the token's secret half.
+    pub token_hash: Option<String>,
+    /// When the token stops working (UTC).
+    pub token_expires_at: Option<NaiveDateTime>,
+    /// When it was revoked by logout or by disabling the user.
+    pub token_revoked_at: Option<NaiveDateTime>,
+}
+
 /// A login about to be recorded.
 #[derive(Debug, Insertable)]
 #[diesel(table_name = logins)]
@@ -129,6 +149,10 @@ pub struct NewLogin<'a> {
     pub ip: Option<&'a str>,
     /// See [`Login::user_agent`].
     pub user_agent: Option<&'a str>,
+    /// See [`IssuedToken::token_hash`].
+    pub token_hash: &'a str,
+    /// See [`IssuedToken::token_expires_at`].
+    pub token_expires_at: NaiveDateTime,
 }
 
 use super::schema::{admins, audit_log};

@@ -36,6 +36,9 @@ diesel::table! {
         logged_in_at -> Timestamp,
         ip -> Nullable<Text>,
         user_agent -> Nullable<Text>,
+        token_hash -> Nullable<Text>,
+        token_expires_at -> Nullable<Timestamp>,
+        token_revoked_at -> Nullable<Timestamp>,
     }
 }
 

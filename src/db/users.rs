@@ -1,8 +1,8 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::models::{Login, NewLogin, NewLoginToken, NewUser, User};
-use super::schema::{login_tokens, logins, users};
+use super::models::{IssuedToken, Login, NewLogin, NewUser, User};
+use super::schema::{logins, users};
 use super::DbConnection;
 use crate::domain::{AvatarUrl, Nickname, PLACEHOLDER_NICKNAME};
 
@@ -23,7 +23,7 @@ pub struct LoginAttempt {
     pub ip: Option<String>,
     /// The client's User-Agent.
     pub user_agent: Option<String>,
-    /// Hash of the token to issue.
+    /// Hash of the secret of the token to issue.
     pub token_hash: String,
     /// When the token stops working.
     pub token_expires_at: NaiveDateTime,
@@ -38,6 +38,8 @@ pub enum LoginOutcome {
     LoggedIn {
         /// The user as stored after the login.
         user: Box<User>,
+        /// The login's row, which holds the token and which the token names.
+        login_id: i64,
         /// True when this login created the user.
         is_new: bool,
     },
@@ -130,24 +132,20 @@ impl User {
                 }
             },
         };
-        diesel::insert_into(login_tokens::table)
-            .values(NewLoginToken {
-                user_id: user.id,
-                token_hash: &attempt.token_hash,
-                created_at: attempt.now,
-                expires_at: attempt.token_expires_at,
-            })
-            .execute(conn)?;
-        diesel::insert_into(logins::table)
+        let login_id = diesel::insert_into(logins::table)
             .values(NewLogin {
                 user_id: user.id,
                 logged_in_at: attempt.now,
                 ip: attempt.ip.as_deref(),
                 user_agent: attempt.user_agent.as_deref(),
+                token_hash: &attempt.token_hash,
+                token_expires_at: attempt.token_expires_at,
             })
-            .execute(conn)?;
+            .returning(logins::id)
+            .get_result(conn)?;
         Ok(LoginOutcome::LoggedIn {
             user: Box::new(user),
+            login_id,
             is_new,
         })
     }
@@ -231,13 +229,7 @@ impl User {
                 ))
                 .returning(User::as_returning())
                 .get_result(conn)?;
-            diesel::update(
-                login_tokens::table
-                    .filter(login_tokens::user_id.eq(id))
-                    .filter(login_tokens::revoked_at.is_null()),
-            )
-            .set(login_tokens::revoked_at.eq(now))
-            .execute(conn)?;
+            IssuedToken::revoke_all_of(conn, id, now)?;
             Ok(user)
         })
     }

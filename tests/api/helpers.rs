@@ -399,6 +399,11 @@ impl TestApp {
         DbConnection::establish(self.db_path.to_str().unwrap()).unwrap()
     }
 
+    /// Tokens issued so far, of either form.
+    pub fn tokens_issued(&self) -> i64 {
+        self.count("logins WHERE token_hash IS NOT NULL") + self.count("login_tokens")
+    }
+
     pub fn count(&self, table: &str) -> i64 {
         use diesel::RunQueryDsl;
         #[derive(diesel::QueryableByName)]

@@ -465,12 +465,19 @@ pub async fn crash(bin: &Path, dir: &Path, rounds: usize, concurrency: usize) ->
     let mut conn = connect(&db);
     let mut lost = 0;
     for (openid, token) in &acknowledged {
-        use wxlogin::db::schema::{login_tokens, users};
-        let hash = wxlogin::auth::hash_token(token);
-        let found: i64 = login_tokens::table
+        use wxlogin::db::schema::{logins, users};
+        let (login_id, hash) = match wxlogin::auth::PresentedToken::parse(token) {
+            wxlogin::auth::PresentedToken::Current {
+                login_id,
+                secret_hash,
+            } => (login_id, secret_hash),
+            other => panic!("a token of an unexpected form: {other:?}"),
+        };
+        let found: i64 = logins::table
             .inner_join(users::table)
             .filter(users::openid.eq(openid))
-            .filter(login_tokens::token_hash.eq(&hash))
+            .filter(logins::id.eq(login_id))
+            .filter(logins::token_hash.eq(&hash))
             .count()
             .get_result(&mut conn)
             .unwrap();

@@ -73,7 +73,7 @@ async fn login(
 
     let session = state.wechat.exchange(&code).await?;
 
-    let (token, token_hash) = crate::auth::new_token();
+    let token_secret = crate::auth::TokenSecret::generate();
     let now = crate::db::now();
     let expires_at = now + state.token_ttl;
     let ip = client.map(|a| a.to_string());
@@ -92,7 +92,7 @@ async fn login(
             avatar_url,
             ip,
             user_agent,
-            token_hash,
+            token_hash: token_secret.hash().to_owned(),
             token_expires_at: expires_at,
             now,
         })
@@ -101,11 +101,15 @@ async fn login(
 
     match outcome {
         LoginOutcome::Disabled => Err(ApiError::UserDisabled),
-        LoginOutcome::LoggedIn { user, is_new } => {
+        LoginOutcome::LoggedIn {
+            user,
+            login_id,
+            is_new,
+        } => {
             tracing::info!(user_id = user.id, is_new, "login");
             Ok(HttpResponse::Ok().json(LoginReply {
                 ret: true,
-                token: token.expose().to_owned(),
+                token: token_secret.token(login_id).expose().to_owned(),
                 expires_at: rfc3339(expires_at),
                 user: UserView::new(*user, Some(is_new)),
             }))

@@ -4,8 +4,8 @@ use serde::Deserialize;
 
 use super::input::decode_body;
 use super::UserView;
-use crate::db::models::{LoginToken, User};
-use crate::db::TokenLookup;
+use crate::db::models::{IssuedToken, User};
+use crate::db::{StoredToken, TokenLookup};
 use crate::domain::{AvatarUrl, Nickname};
 use crate::error::ApiError;
 use crate::startup::AppState;
@@ -20,18 +20,20 @@ struct ProfileInput {
     avatar_url: Option<String>,
 }
 
-/// The user behind the request's bearer token, and the token's hash.
-async fn authenticate(req: &HttpRequest, state: &AppState) -> Result<(User, String), ApiError> {
+/// The user behind the request's bearer token, and where the token is stored.
+async fn authenticate(
+    req: &HttpRequest,
+    state: &AppState,
+) -> Result<(User, StoredToken), ApiError> {
     let token = crate::auth::bearer_token(req).ok_or(ApiError::Unauthorized)?;
-    let hash = crate::auth::hash_token(token);
-    let lookup_hash = hash.clone();
+    let presented = crate::auth::PresentedToken::parse(token);
     let lookup = crate::db::run_quick_read(&state.pool, move |conn| {
-        LoginToken::lookup(conn, &lookup_hash, crate::db::now()).context("checking a token")
+        IssuedToken::check(conn, &presented, crate::db::now()).context("checking a token")
     })
     .await
     .map_err(ApiError::Internal)?;
     match lookup {
-        TokenLookup::Valid(user) => Ok((*user, hash)),
+        TokenLookup::Valid(user, stored) => Ok((*user, stored)),
         TokenLookup::UserDisabled => Err(ApiError::UserDisabled),
         TokenLookup::Invalid => Err(ApiError::Unauthorized),
     }
@@ -88,9 +90,9 @@ pub async fn logout(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (_, hash) = authenticate(&req, &state).await?;
+    let (_, stored) = authenticate(&req, &state).await?;
     crate::db::run(&state.pool, move |conn| {
-        LoginToken::revoke(conn, &hash, crate::db::now()).context("revoking a token")
+        IssuedToken::revoke(conn, &stored, crate::db::now()).context("revoking a token")
     })
     .await
     .map_err(ApiError::Internal)?;
