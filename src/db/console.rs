@@ -113,12 +113,6 @@ fn ordered<'a>(q: BoxedUsers<'a>, sort: UserSort) -> BoxedUsers<'a> {
     }
 }
 
-#[derive(QueryableByName)]
-struct RowId {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    id: i64,
-}
-
 /// Users whose openid or unionid is `term`.
 fn exact_id_matches(conn: &mut DbConnection, term: &str) -> QueryResult<Vec<i64>> {
     users::table
@@ -137,13 +131,7 @@ fn indexed_nickname_matches(
     if term.chars().count() < 3 || term.contains(['%', '_', '\\']) {
         return Ok(None);
     }
-    let ids = diesel::sql_query(
-        "SELECT rowid AS id FROM users_nickname_fts WHERE nickname LIKE ? LIMIT ?",
-    )
-    .bind::<diesel::sql_types::Text, _>(like_contains(term))
-    .bind::<diesel::sql_types::BigInt, _>(limit)
-    .load::<RowId>(conn)?;
-    Ok(Some(ids.into_iter().map(|r| r.id).collect()))
+    super::nickname_index::nickname_matches(conn, &like_contains(term), limit).map(Some)
 }
 
 impl User {

@@ -3,6 +3,7 @@
 mod admins;
 mod console;
 pub mod models;
+mod nickname_index;
 pub mod schema;
 mod sessions;
 mod tokens;
@@ -150,4 +151,76 @@ where
     })
     .await
     .context("running database work on the blocking pool")?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::PresentedToken;
+    use crate::db::models::IssuedToken;
+    use diesel::RunQueryDsl;
+
+    /// The migrations before tokens moved onto logins and nicknames were indexed in batches.
+    const BEFORE_TOKENS_ON_LOGINS: usize = 3;
+
+    #[test]
+    fn upgrading_keeps_users_their_earlier_tokens_and_their_place_in_search() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = dir.path().join("old.db");
+        let url = url.to_str().unwrap();
+        let mut conn = DbConnection::establish(url).unwrap();
+        for _ in 0..BEFORE_TOKENS_ON_LOGINS {
+            conn.run_next_migration(MIGRATIONS).unwrap();
+        }
+        // As the earlier release left them: one user renamed, one named late, one never, and a
+        // token stored as the hash of the whole token.
+        conn.batch_execute(
+            "INSERT INTO users (openid, session_key, nickname, login_count, created_at,
+                                updated_at, last_login_at)
+             VALUES ('oOld1', 'k', 'Old Panda', 1, '2026-01-01 00:00:00', '2026-01-01 00:00:00', '2026-01-01 00:00:00'),
+                    ('oOld2', 'k', NULL, 1, '2026-01-01 00:00:00', '2026-01-01 00:00:00', '2026-01-01 00:00:00'),
+                    ('oOld3', 'k', NULL, 1, '2026-01-01 00:00:00', '2026-01-01 00:00:00', '2026-01-01 00:00:00');
+             UPDATE users SET nickname = 'Renamed Koala' WHERE id = 1;
+             UPDATE users SET nickname = 'Late Name' WHERE id = 2;",
+        )
+        .unwrap();
+        let token = format!("wxl_{}", "5a".repeat(32));
+        diesel::sql_query(
+            "INSERT INTO login_tokens (user_id, token_hash, created_at, expires_at)
+             VALUES (1, ?, '2026-01-01 00:00:00', '2999-01-01 00:00:00')",
+        )
+        .bind::<diesel::sql_types::Text, _>(crate::auth::hash_token(&token))
+        .execute(&mut conn)
+        .unwrap();
+        drop(conn);
+
+        let pool = connect(url).unwrap();
+        let mut conn = pool.get().unwrap();
+        match IssuedToken::check(&mut conn, &PresentedToken::parse(&token), now()).unwrap() {
+            TokenLookup::Valid(user, _) => assert_eq!(user.openid, "oOld1"),
+            other => panic!("the earlier token no longer works: {other:?}"),
+        }
+        let query = |term: &str| UserListQuery {
+            search: Some(term.to_owned()),
+            status: StatusFilter::All,
+            sort: UserSort::CreatedAsc,
+            page: 1,
+            per_page: 10,
+        };
+        let found = |conn: &mut DbConnection, term: &str| -> Vec<String> {
+            crate::db::models::User::list(conn, &query(term))
+                .unwrap()
+                .users
+                .into_iter()
+                .map(|u| u.openid)
+                .collect()
+        };
+        assert_eq!(found(&mut conn, "Koala"), ["oOld1"]);
+        assert!(found(&mut conn, "Old Panda").is_empty());
+        assert_eq!(found(&mut conn, "Late Name"), ["oOld2"]);
+        conn.batch_execute(
+            "INSERT INTO users_nickname_fts (users_nickname_fts, rank) VALUES ('integrity-check', 1)",
+        )
+        .expect("the rebuilt nickname index matches the table");
+    }
 }

@@ -18,6 +18,7 @@ use diesel::connection::SimpleConnection;
 use diesel::{Connection, QueryResult, QueryableByName, RunQueryDsl};
 
 use super::models::User;
+use super::nickname_index;
 use super::users::{LoginAttempt, LoginOutcome};
 use super::DbConnection;
 
@@ -28,15 +29,33 @@ const QUEUE: usize = 4096;
 
 type Reply = tokio::sync::oneshot::Sender<Result<LoginOutcome, String>>;
 
-/// How often the checkpointer copies the WAL into the database file.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+/// Work for the writer thread.
+enum Job {
+    /// A login to record, and where its outcome goes.
+    Login(LoginAttempt, Reply),
+    /// Index the nicknames of users created since the last time (from the upkeep thread).
+    IndexNicknames,
+}
+
+/// How often the upkeep thread copies the WAL into the database file and has new users'
+/// nicknames indexed.
+const UPKEEP_EVERY: Duration = Duration::from_millis(100);
+
+/// What the writer and the upkeep thread tell each other.
+#[derive(Default)]
+struct Signals {
+    /// The WAL has grown long: the writer should let it start over.
+    wal_long: AtomicBool,
+    /// Users exist whose nicknames are not indexed yet.
+    nicknames_waiting: AtomicBool,
+}
 
 /// Handle to the writer thread; the thread ends when the last handle is dropped, and so does
-/// the checkpointer.
+/// the upkeep thread.
 #[derive(Clone)]
 pub struct LoginWriter {
-    queue: tokio::sync::mpsc::Sender<(LoginAttempt, Reply)>,
-    _checkpointer: std::sync::mpsc::Sender<()>,
+    queue: tokio::sync::mpsc::Sender<Job>,
+    _upkeep: std::sync::mpsc::Sender<()>,
 }
 
 impl LoginWriter {
@@ -47,30 +66,36 @@ impl LoginWriter {
         super::apply_connection_pragmas(&mut conn)
             .and_then(|()| {
                 // SQLite checkpoints in the thread whose commit crosses the threshold, fsync
-                // included: that stalled every login queued behind it. The checkpointer
-                // thread does it instead.
+                // included: that stalled every login queued behind it. The upkeep thread
+                // does it instead.
                 conn.batch_execute("PRAGMA wal_autocheckpoint = 0;")
             })
             .context("setting up the login writer's connection")?;
-        let mut checkpoint_conn = DbConnection::establish(database_url)
+        let mut upkeep_conn = DbConnection::establish(database_url)
             .with_context(|| format!("opening the database {database_url} for checkpoints"))?;
-        super::apply_connection_pragmas(&mut checkpoint_conn)
-            .context("setting up the checkpointer's connection")?;
+        super::apply_connection_pragmas(&mut upkeep_conn)
+            .context("setting up the upkeep thread's connection")?;
+        let signals = Arc::new(Signals::default());
+        let waiting = nickname_index::waiting(&mut conn)
+            .context("reading how far the nickname index has got")?;
+        signals
+            .nicknames_waiting
+            .store(waiting > 0, Ordering::Relaxed);
         let (queue, jobs) = tokio::sync::mpsc::channel(QUEUE);
         let (stop, stopped) = std::sync::mpsc::channel();
-        let wal_long = Arc::new(AtomicBool::new(false));
-        let writer_wal_long = wal_long.clone();
+        let writer_signals = signals.clone();
         std::thread::Builder::new()
             .name("login-writer".into())
-            .spawn(move || run(conn, jobs, writer_wal_long))
+            .spawn(move || run(conn, jobs, &writer_signals))
             .context("starting the login writer")?;
+        let upkeep_queue = queue.clone();
         std::thread::Builder::new()
-            .name("wal-checkpoint".into())
-            .spawn(move || checkpoint(checkpoint_conn, stopped, wal_long))
-            .context("starting the checkpointer")?;
+            .name("db-upkeep".into())
+            .spawn(move || upkeep(upkeep_conn, stopped, upkeep_queue, &signals))
+            .context("starting the upkeep thread")?;
         Ok(Self {
             queue,
-            _checkpointer: stop,
+            _upkeep: stop,
         })
     }
 
@@ -79,7 +104,7 @@ impl LoginWriter {
         let (reply, answer) = tokio::sync::oneshot::channel();
         // Waits only when the queue is full (back-pressure), without holding a worker.
         self.queue
-            .send((login, reply))
+            .send(Job::Login(login, reply))
             .await
             .map_err(|_| anyhow::anyhow!("the login writer has stopped"))?;
         answer
@@ -89,29 +114,48 @@ impl LoginWriter {
     }
 }
 
-fn run(
-    mut conn: DbConnection,
-    mut jobs: tokio::sync::mpsc::Receiver<(LoginAttempt, Reply)>,
-    wal_long: Arc<AtomicBool>,
-) {
+fn run(mut conn: DbConnection, mut jobs: tokio::sync::mpsc::Receiver<Job>, signals: &Signals) {
     while let Some(first) = jobs.blocking_recv() {
-        if wal_long.swap(false, Ordering::Relaxed) {
-            // Copies what the checkpointer has not yet; the next transaction then starts
+        if signals.wal_long.swap(false, Ordering::Relaxed) {
+            // Copies what the upkeep thread has not yet; the next transaction then starts
             // the WAL over.
             if let Err(e) = conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE);") {
                 tracing::warn!(error = %e, "checkpointing the WAL failed");
             }
         }
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+        let mut logins = Vec::new();
+        let mut replies = Vec::new();
+        let mut index_nicknames = false;
+        let mut next = Some(first);
+        while let Some(job) = next {
+            match job {
+                Job::Login(login, reply) => {
+                    logins.push(login);
+                    replies.push(reply);
+                }
+                Job::IndexNicknames => index_nicknames = true,
             }
+            next = (logins.len() < MAX_BATCH)
+                .then(|| jobs.try_recv().ok())
+                .flatten();
         }
-        let (logins, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        let mut created_users = false;
         for (reply, result) in replies.into_iter().zip(record_batch(&mut conn, &logins)) {
+            created_users |= matches!(result, Ok(LoginOutcome::LoggedIn { is_new: true, .. }));
             let _ = reply.send(result);
+        }
+        if created_users {
+            signals.nicknames_waiting.store(true, Ordering::Relaxed);
+        }
+        if index_nicknames {
+            // After the batch's replies: indexing never delays a login already committed.
+            match nickname_index::index_some(&mut conn) {
+                Ok(waiting) => signals
+                    .nicknames_waiting
+                    .store(waiting > 0, Ordering::Relaxed),
+                // Searches still find those users, by reading them; the next round retries.
+                Err(e) => tracing::warn!(error = %e, "indexing new nicknames failed"),
+            }
         }
     }
 }
@@ -122,6 +166,9 @@ fn record_batch(
     conn: &mut DbConnection,
     logins: &[LoginAttempt],
 ) -> Vec<Result<LoginOutcome, String>> {
+    if logins.is_empty() {
+        return Vec::new();
+    }
     match commit_together(conn, logins) {
         Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
         // Rare (a full disk, say): one login's failure rolled the batch back.
@@ -144,28 +191,31 @@ struct CheckpointResult {
     log: i32,
 }
 
-/// Copies committed WAL frames into the database file every [`CHECKPOINT_EVERY`], until
-/// every [`LoginWriter`] is gone, off the writer's thread (the fsync included). PASSIVE never
-/// waits for anyone, but SQLite starts the WAL over only when a write transaction begins
-/// with every frame copied, which under constant writes never happens from here: so when
-/// the WAL has grown long, `wal_long` asks the writer to copy the little left itself between
-/// two batches (without that the WAL grew without end under load; a RESTART checkpoint from
-/// here made the writer sleep in its busy handler instead).
-fn checkpoint(
+/// Every [`UPKEEP_EVERY`] until every [`LoginWriter`] is gone: copies committed WAL frames
+/// into the database file, off the writer's thread (the fsync included), and asks the
+/// writer to index new users' nicknames.
+///
+/// PASSIVE never waits for anyone, but SQLite starts the WAL over only when a write
+/// transaction begins with every frame copied, which under constant writes never happens
+/// from here: so when the WAL has grown long, `wal_long` asks the writer to copy the little
+/// left itself between two batches (without that the WAL grew without end under load; a
+/// RESTART checkpoint from here made the writer sleep in its busy handler instead).
+fn upkeep(
     mut conn: DbConnection,
     stopped: std::sync::mpsc::Receiver<()>,
-    wal_long: Arc<AtomicBool>,
+    writer: tokio::sync::mpsc::Sender<Job>,
+    signals: &Signals,
 ) {
     loop {
         let last = matches!(
-            stopped.recv_timeout(CHECKPOINT_EVERY),
+            stopped.recv_timeout(UPKEEP_EVERY),
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected)
         );
         let result = diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)")
             .get_result::<CheckpointResult>(&mut conn)
             .map(|passive| {
                 if i64::from(passive.log) > RESTART_WAL_AT_FRAMES {
-                    wal_long.store(true, Ordering::Relaxed);
+                    signals.wal_long.store(true, Ordering::Relaxed);
                 }
             });
         if let Err(e) = result {
@@ -173,6 +223,10 @@ fn checkpoint(
         }
         if last {
             return;
+        }
+        if signals.nicknames_waiting.load(Ordering::Relaxed) {
+            // A full queue means the writer is busy with logins; the next round asks again.
+            let _ = writer.try_send(Job::IndexNicknames);
         }
     }
 }
@@ -246,6 +300,37 @@ mod tests {
             "the second oA is a returning login"
         );
         assert_eq!(users(&mut conn), ["oA", "oB"]);
+    }
+
+    #[tokio::test]
+    async fn new_users_nicknames_are_indexed_soon_after_their_login() {
+        let (dir, pool) = fresh_database();
+        let writer = LoginWriter::start(dir.path().join("w.db").to_str().unwrap()).unwrap();
+        let mut attempt = login("oIndexed", "h1");
+        attempt.nickname = Some(crate::domain::Nickname::parse("Indexed Panda").unwrap());
+        writer.record(attempt).await.unwrap();
+        let mut conn = pool.get().unwrap();
+        let started = std::time::Instant::now();
+        while nickname_index::waiting(&mut conn).unwrap() > 0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "the new user was never indexed"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let indexed: i64 = diesel::sql_query(
+            "SELECT COUNT(*) AS n FROM users_nickname_fts WHERE nickname LIKE '%d Pan%'",
+        )
+        .get_result::<Count>(&mut conn)
+        .unwrap()
+        .n;
+        assert_eq!(indexed, 1);
+    }
+
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
     }
 
     #[test]
