@@ -18,8 +18,11 @@ async fn main() -> ExitCode {
         println!("{}", cli::USAGE);
         return ExitCode::SUCCESS;
     }
-    wxlogin::telemetry::init_subscriber();
-    match run(command).await {
+    let logs = wxlogin::telemetry::init_subscriber();
+    let result = run(command).await;
+    // Everything logged is out before the verdict is printed.
+    drop(logs);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("wxlogin: {e:#}");

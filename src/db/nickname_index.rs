@@ -147,7 +147,11 @@ mod tests {
         assert_eq!(index_some(conn).unwrap(), 0);
         integrity_check(conn);
         assert_eq!(indexed(conn, "%panda%"), [1]);
-        assert_eq!(nickname_matches(conn, "%panda%", 10).unwrap(), [1], "not twice");
+        assert_eq!(
+            nickname_matches(conn, "%panda%", 10).unwrap(),
+            [1],
+            "not twice"
+        );
         add_users(conn, &["giant panda"]);
         assert_eq!(nickname_matches(conn, "%panda%", 10).unwrap(), [1, 4]);
         assert_eq!(nickname_matches(conn, "%panda%", 1).unwrap().len(), 1);
@@ -170,8 +174,12 @@ mod tests {
              UPDATE users SET nickname = 'named-again' WHERE id = 3;",
         )
         .unwrap();
-        assert!(nickname_matches(conn, "%before-index%", 10).unwrap().is_empty());
-        assert!(nickname_matches(conn, "%after-index%", 10).unwrap().is_empty());
+        assert!(nickname_matches(conn, "%before-index%", 10)
+            .unwrap()
+            .is_empty());
+        assert!(nickname_matches(conn, "%after-index%", 10)
+            .unwrap()
+            .is_empty());
         assert_eq!(nickname_matches(conn, "%renamed-early%", 10).unwrap(), [1]);
         assert_eq!(nickname_matches(conn, "%renamed-late%", 10).unwrap(), [2]);
         assert_eq!(nickname_matches(conn, "%named-again%", 10).unwrap(), [3]);
@@ -194,7 +202,10 @@ mod tests {
         assert_eq!(index_some(conn).unwrap(), 10);
         assert_eq!(index_some(conn).unwrap(), 0);
         assert_eq!(indexed(conn, "%even%").len() as i64, n / 2);
-        assert_eq!(nickname_matches(conn, "%even%", n).unwrap().len() as i64, n / 2);
+        assert_eq!(
+            nickname_matches(conn, "%even%", n).unwrap().len() as i64,
+            n / 2
+        );
         integrity_check(conn);
     }
 }

@@ -8,6 +8,7 @@ use crate::db::{LoginAttempt, LoginOutcome};
 use crate::domain::{AvatarUrl, LoginCode, Nickname};
 use crate::error::ApiError;
 use crate::startup::AppState;
+use crate::telemetry::LoggedUser;
 
 /// Login fields, as JSON, form or query string. Unknown fields are ignored: clients send
 /// whatever `wx.getUserProfile` gave them.
@@ -106,13 +107,18 @@ async fn login(
             login_id,
             is_new,
         } => {
-            tracing::info!(user_id = user.id, is_new, "login");
-            Ok(HttpResponse::Ok().json(LoginReply {
+            let logged = LoggedUser {
+                id: user.id,
+                is_new,
+            };
+            let mut reply = HttpResponse::Ok().json(LoginReply {
                 ret: true,
                 token: token_secret.token(login_id).expose().to_owned(),
                 expires_at: rfc3339(expires_at),
                 user: UserView::new(*user, Some(is_new)),
-            }))
+            });
+            reply.extensions_mut().insert(logged);
+            Ok(reply)
         }
     }
 }

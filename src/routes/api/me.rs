@@ -9,6 +9,7 @@ use crate::db::{StoredToken, TokenLookup};
 use crate::domain::{AvatarUrl, Nickname};
 use crate::error::ApiError;
 use crate::startup::AppState;
+use crate::telemetry::LoggedUser;
 
 /// Profile fields a client may change. Unknown fields are refused, so a typo such as
 /// `nickName` gets an error instead of silently changing nothing.
@@ -45,10 +46,19 @@ pub async fn get_me(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let (user, _) = authenticate(&req, &state).await?;
-    Ok(
-        HttpResponse::Ok()
-            .json(serde_json::json!({"ret": true, "user": UserView::new(user, None)})),
-    )
+    Ok(user_reply(user))
+}
+
+/// The reply carrying `user`, with the user named in the access log.
+fn user_reply(user: User) -> HttpResponse {
+    let logged = LoggedUser {
+        id: user.id,
+        is_new: false,
+    };
+    let mut reply = HttpResponse::Ok()
+        .json(serde_json::json!({"ret": true, "user": UserView::new(user, None)}));
+    reply.extensions_mut().insert(logged);
+    reply
 }
 
 /// `PATCH /api/v1/me`: sets nickname and/or avatar_url.
@@ -79,10 +89,7 @@ pub async fn patch_me(
     })
     .await
     .map_err(ApiError::Internal)?;
-    Ok(
-        HttpResponse::Ok()
-            .json(serde_json::json!({"ret": true, "user": UserView::new(user, None)})),
-    )
+    Ok(user_reply(user))
 }
 
 /// `POST /api/v1/logout`: revokes the token the request carries.
@@ -90,11 +97,16 @@ pub async fn logout(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (_, stored) = authenticate(&req, &state).await?;
+    let (user, stored) = authenticate(&req, &state).await?;
     crate::db::run(&state.pool, move |conn| {
         IssuedToken::revoke(conn, &stored, crate::db::now()).context("revoking a token")
     })
     .await
     .map_err(ApiError::Internal)?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({"ret": true})))
+    let mut reply = HttpResponse::Ok().json(serde_json::json!({"ret": true}));
+    reply.extensions_mut().insert(LoggedUser {
+        id: user.id,
+        is_new: false,
+    });
+    Ok(reply)
 }
