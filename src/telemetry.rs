@@ -37,17 +37,25 @@ const FLUSH_AT_BYTES: usize = 64 * 1024;
 const MOST_BUFFERED_BYTES: usize = 8 * 1024 * 1024;
 
 struct Shared {
-    lines: Mutex<Vec<u8>>,
+    pending: Mutex<Pending>,
     wake: Condvar,
     dropped: AtomicU64,
     stopping: AtomicBool,
 }
 
+#[derive(Default)]
+struct Pending {
+    /// Lines not written yet.
+    lines: Vec<u8>,
+    /// The writer thread sleeps until a line comes (rather than until its next round).
+    writer_idle: bool,
+}
+
 /// A `MakeWriter` that appends log lines to memory, from where a thread of its own writes
 /// them out a batch at a time. Writing each line to stderr as it came cost a system call
 /// and a wake-up of the reading process per request: without it the `me` benchmark served
-/// about half as many requests again. The price: lines of the last [`FLUSH_EVERY`] are lost
-/// if the process is killed.
+/// about half as many requests again. A line after a quiet spell is written at once; under
+/// load, lines gather for up to [`FLUSH_EVERY`], and those are lost if the process is killed.
 #[derive(Clone)]
 pub struct LogBuffer {
     shared: Arc<Shared>,
@@ -63,7 +71,7 @@ impl LogBuffer {
     /// A buffer whose lines a new thread writes to `out`.
     pub fn start<W: Write + Send + 'static>(out: W) -> (Self, LogFlushGuard) {
         let shared = Arc::new(Shared {
-            lines: Mutex::new(Vec::with_capacity(FLUSH_AT_BYTES)),
+            pending: Mutex::new(Pending::default()),
             wake: Condvar::new(),
             dropped: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
@@ -82,23 +90,32 @@ impl LogBuffer {
     }
 }
 
-/// The writer thread: every [`FLUSH_EVERY`], or sooner when woken, takes what is buffered
-/// and writes it; once the guard is dropped, writes what is left and ends.
+/// The writer thread. Quiet: sleeps until a line comes and writes it at once. Busy: lets
+/// lines gather for up to [`FLUSH_EVERY`] (or [`FLUSH_AT_BYTES`]) and writes them in one go.
+/// Once the guard is dropped, writes what is left and ends.
 fn write_out<W: Write>(shared: &Shared, mut out: W) {
+    let stopping = || shared.stopping.load(Ordering::Acquire);
     let mut batch = Vec::with_capacity(FLUSH_AT_BYTES);
     loop {
-        let last;
         {
-            let mut lines = shared.lines.lock().unwrap_or_else(|e| e.into_inner());
-            if !shared.stopping.load(Ordering::Acquire) {
-                lines = shared
+            let mut pending = shared.pending.lock().unwrap_or_else(|e| e.into_inner());
+            if pending.lines.is_empty() && !stopping() {
+                pending.writer_idle = true;
+                pending = shared
                     .wake
-                    .wait_timeout(lines, FLUSH_EVERY)
+                    .wait_while(pending, |p| p.lines.is_empty() && !stopping())
+                    .unwrap_or_else(|e| e.into_inner());
+                pending.writer_idle = false;
+            } else if !stopping() {
+                pending = shared
+                    .wake
+                    .wait_timeout_while(pending, FLUSH_EVERY, |p| {
+                        p.lines.len() < FLUSH_AT_BYTES && !stopping()
+                    })
                     .unwrap_or_else(|e| e.into_inner())
                     .0;
             }
-            last = shared.stopping.load(Ordering::Acquire);
-            std::mem::swap(&mut *lines, &mut batch);
+            std::mem::swap(&mut pending.lines, &mut batch);
         }
         let dropped = shared.dropped.swap(0, Ordering::Relaxed);
         if dropped > 0 {
@@ -110,7 +127,13 @@ fn write_out<W: Write>(shared: &Shared, mut out: W) {
         let _ = out.write_all(&batch);
         let _ = out.flush();
         batch.clear();
-        if last {
+        if stopping()
+            && shared
+                .pending
+                .lock()
+                .map(|p| p.lines.is_empty())
+                .unwrap_or(true)
+        {
             return;
         }
     }
@@ -118,8 +141,13 @@ fn write_out<W: Write>(shared: &Shared, mut out: W) {
 
 impl Drop for LogFlushGuard {
     fn drop(&mut self) {
-        self.shared.stopping.store(true, Ordering::Release);
-        self.shared.wake.notify_one();
+        {
+            // Under the lock, so the writer thread cannot miss it between its check and its
+            // wait.
+            let _pending = self.shared.pending.lock();
+            self.shared.stopping.store(true, Ordering::Release);
+        }
+        self.shared.wake.notify_all();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -128,14 +156,20 @@ impl Drop for LogFlushGuard {
 
 impl Write for &LogBuffer {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let mut lines = self.shared.lines.lock().unwrap_or_else(|e| e.into_inner());
-        if lines.len() + buf.len() > MOST_BUFFERED_BYTES {
+        let mut pending = self
+            .shared
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if pending.lines.len() + buf.len() > MOST_BUFFERED_BYTES {
             self.shared.dropped.fetch_add(1, Ordering::Relaxed);
             return Ok(buf.len());
         }
-        let was_below = lines.len() < FLUSH_AT_BYTES;
-        lines.extend_from_slice(buf);
-        if was_below && lines.len() >= FLUSH_AT_BYTES {
+        let was_below = pending.lines.len() < FLUSH_AT_BYTES;
+        pending.lines.extend_from_slice(buf);
+        let full = was_below && pending.lines.len() >= FLUSH_AT_BYTES;
+        if pending.writer_idle || full {
+            pending.writer_idle = false;
             self.shared.wake.notify_one();
         }
         Ok(buf.len())
@@ -298,7 +332,7 @@ mod tests {
         }
         assert!(started.elapsed() < Duration::from_secs(5));
         assert!(buffer.shared.dropped.load(Ordering::Relaxed) > 0);
-        assert!(buffer.shared.lines.lock().unwrap().len() <= MOST_BUFFERED_BYTES);
+        assert!(buffer.shared.pending.lock().unwrap().lines.len() <= MOST_BUFFERED_BYTES);
         // The guard would wait for the stuck thread for ever.
         std::mem::forget(guard);
     }
