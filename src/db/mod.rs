@@ -6,6 +6,7 @@ pub mod models;
 mod nickname_index;
 pub mod schema;
 mod sessions;
+pub mod time;
 mod tokens;
 mod users;
 mod writer;

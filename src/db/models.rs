@@ -4,6 +4,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::schema::{login_tokens, logins, users};
+use super::time::{DbTime, DbTimeOpt};
 
 /// A mini-program user.
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
@@ -23,16 +24,20 @@ pub struct User {
     /// Avatar image URL, as set by the client.
     pub avatar_url: Option<String>,
     /// When an admin disabled the user; `None` while the user is active.
+    #[diesel(deserialize_as = DbTimeOpt)]
     pub disabled_at: Option<NaiveDateTime>,
     /// The admin's reason for disabling.
     pub disabled_reason: Option<String>,
     /// Successful logins so far.
     pub login_count: i64,
     /// First login (UTC).
+    #[diesel(deserialize_as = DbTime)]
     pub created_at: NaiveDateTime,
     /// Last change to the row (UTC).
+    #[diesel(deserialize_as = DbTime)]
     pub updated_at: NaiveDateTime,
     /// Latest successful login (UTC).
+    #[diesel(deserialize_as = DbTime)]
     pub last_login_at: NaiveDateTime,
 }
 
@@ -46,6 +51,9 @@ impl User {
 /// A user about to be created by a first login.
 #[derive(Debug, Insertable)]
 #[diesel(table_name = users)]
+// `None` inserts NULL rather than leaving the column out, so the statement is the same for
+// every login and diesel prepares it once instead of building its SQL each time.
+#[diesel(treat_none_as_default_value = false)]
 pub struct NewUser<'a> {
     /// See [`User::openid`].
     pub openid: &'a str,
@@ -60,10 +68,13 @@ pub struct NewUser<'a> {
     /// Counts the creating login.
     pub login_count: i64,
     /// See [`User::created_at`].
+    #[diesel(serialize_as = DbTime)]
     pub created_at: NaiveDateTime,
     /// See [`User::updated_at`].
+    #[diesel(serialize_as = DbTime)]
     pub updated_at: NaiveDateTime,
     /// See [`User::last_login_at`].
+    #[diesel(serialize_as = DbTime)]
     pub last_login_at: NaiveDateTime,
 }
 
@@ -112,6 +123,7 @@ pub struct Login {
     /// Who logged in.
     pub user_id: i64,
     /// When (UTC).
+    #[diesel(deserialize_as = DbTime)]
     pub logged_in_at: NaiveDateTime,
     /// The client's IP address.
     pub ip: Option<String>,
@@ -132,18 +144,23 @@ pub struct IssuedToken {
     /// Hex SHA-256 of the token's secret half.
     pub token_hash: Option<String>,
     /// When the token stops working (UTC).
+    #[diesel(deserialize_as = DbTimeOpt)]
     pub token_expires_at: Option<NaiveDateTime>,
     /// When it was revoked by logout or by disabling the user.
+    #[diesel(deserialize_as = DbTimeOpt)]
     pub token_revoked_at: Option<NaiveDateTime>,
 }
 
 /// A login about to be recorded.
 #[derive(Debug, Insertable)]
 #[diesel(table_name = logins)]
+// As for [`NewUser`]: one statement for every login.
+#[diesel(treat_none_as_default_value = false)]
 pub struct NewLogin<'a> {
     /// See [`Login::user_id`].
     pub user_id: i64,
     /// See [`Login::logged_in_at`].
+    #[diesel(serialize_as = DbTime)]
     pub logged_in_at: NaiveDateTime,
     /// See [`Login::ip`].
     pub ip: Option<&'a str>,
@@ -152,6 +169,7 @@ pub struct NewLogin<'a> {
     /// See [`IssuedToken::token_hash`].
     pub token_hash: &'a str,
     /// See [`IssuedToken::token_expires_at`].
+    #[diesel(serialize_as = DbTime)]
     pub token_expires_at: NaiveDateTime,
 }
 

@@ -1,0 +1,173 @@
+//! Timestamps as SQLite stores them, read and written without chrono's format parser.
+//!
+//! diesel stores a `NaiveDateTime` as the text `YYYY-MM-DD HH:MM:SS[.fff[fff[fff]]]` and
+//! reads it back by trying chrono's `parse_from_str` with up to eighteen formats, each
+//! parsed anew from its format string. The profiles of logins and token checks showed that
+//! parsing and formatting; these do the common form by hand, in exactly diesel's text, and
+//! hand anything else to diesel.
+
+use chrono::{NaiveDate, NaiveDateTime, NaiveTime, Timelike};
+use diesel::deserialize::{self, FromSql, FromSqlRow};
+use diesel::expression::AsExpression;
+use diesel::serialize::{self, IsNull, Output, ToSql};
+use diesel::sql_types::{Nullable, Timestamp};
+use diesel::sqlite::{Sqlite, SqliteValue};
+
+/// A `Timestamp` column's value; models name it in `serialize_as` / `deserialize_as`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, AsExpression, FromSqlRow)]
+#[diesel(sql_type = Timestamp)]
+pub struct DbTime(pub NaiveDateTime);
+
+/// A `Nullable<Timestamp>` column's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, AsExpression, FromSqlRow)]
+#[diesel(sql_type = Nullable<Timestamp>)]
+pub struct DbTimeOpt(pub Option<NaiveDateTime>);
+
+impl From<NaiveDateTime> for DbTime {
+    fn from(t: NaiveDateTime) -> Self {
+        Self(t)
+    }
+}
+
+impl From<DbTime> for NaiveDateTime {
+    fn from(t: DbTime) -> Self {
+        t.0
+    }
+}
+
+impl From<DbTimeOpt> for Option<NaiveDateTime> {
+    fn from(t: DbTimeOpt) -> Self {
+        t.0
+    }
+}
+
+/// `t` as diesel writes it (chrono's `%F %T%.f`: no fraction, or 3, 6 or 9 digits).
+pub fn format(t: &NaiveDateTime) -> String {
+    use std::fmt::Write;
+    let (date, time) = (t.date(), t.time());
+    let mut out = String::with_capacity(29);
+    let _ = write!(
+        out,
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        chrono::Datelike::year(&date),
+        chrono::Datelike::month(&date),
+        chrono::Datelike::day(&date),
+        time.hour(),
+        time.minute(),
+        time.second()
+    );
+    // Leap seconds (nanoseconds past 1e9) never occur: the clock here is `Utc::now`.
+    let nanos = time.nanosecond();
+    if nanos == 0 {
+    } else if nanos % 1_000_000 == 0 {
+        let _ = write!(out, ".{:03}", nanos / 1_000_000);
+    } else if nanos % 1_000 == 0 {
+        let _ = write!(out, ".{:06}", nanos / 1_000);
+    } else {
+        let _ = write!(out, ".{nanos:09}");
+    }
+    out
+}
+
+/// Parses `YYYY-MM-DD HH:MM:SS` with an optional `.` and 1 to 9 digits; `None` for anything
+/// else (which diesel's own parser then reads).
+pub fn parse(text: &str) -> Option<NaiveDateTime> {
+    let b = text.as_bytes();
+    if b.len() < 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b' '
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let num = |range: std::ops::Range<usize>| -> Option<u32> {
+        b[range].iter().try_fold(0u32, |n, &c| {
+            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+        })
+    };
+    let date = NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)?;
+    let nanos = match &b[19..] {
+        [] => 0,
+        [b'.', digits @ ..] if (1..=9).contains(&digits.len()) => {
+            num(20..b.len())? * 10u32.pow(9 - digits.len() as u32)
+        }
+        _ => return None,
+    };
+    let time = NaiveTime::from_hms_nano_opt(num(11..13)?, num(14..16)?, num(17..19)?, nanos)?;
+    Some(date.and_time(time))
+}
+
+fn read(mut value: SqliteValue<'_, '_, '_>) -> deserialize::Result<NaiveDateTime> {
+    let fast = parse(value.read_text());
+    match fast {
+        Some(t) => Ok(t),
+        None => <NaiveDateTime as FromSql<Timestamp, Sqlite>>::from_sql(value),
+    }
+}
+
+impl FromSql<Timestamp, Sqlite> for DbTime {
+    fn from_sql(value: SqliteValue<'_, '_, '_>) -> deserialize::Result<Self> {
+        read(value).map(Self)
+    }
+}
+
+impl FromSql<Nullable<Timestamp>, Sqlite> for DbTimeOpt {
+    fn from_sql(value: SqliteValue<'_, '_, '_>) -> deserialize::Result<Self> {
+        read(value).map(|t| Self(Some(t)))
+    }
+
+    fn from_nullable_sql(value: Option<SqliteValue<'_, '_, '_>>) -> deserialize::Result<Self> {
+        value.map_or(Ok(Self(None)), Self::from_sql)
+    }
+}
+
+impl ToSql<Timestamp, Sqlite> for DbTime {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Sqlite>) -> serialize::Result {
+        out.set_value(format(&self.0));
+        Ok(IsNull::No)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn chrono_text(t: &NaiveDateTime) -> String {
+        t.format("%F %T%.f").to_string()
+    }
+
+    proptest! {
+        #[test]
+        fn formatting_matches_diesels_text_and_parsing_reads_it_back(
+            secs in -62_000_000_000i64..250_000_000_000i64,
+            nanos in prop_oneof![Just(0u32), (0u32..1000).prop_map(|m| m * 1_000_000),
+                                 (0u32..1_000_000).prop_map(|u| u * 1000), 0u32..1_000_000_000],
+        ) {
+            let t = chrono::DateTime::from_timestamp(secs, nanos).unwrap().naive_utc();
+            let text = format(&t);
+            prop_assert_eq!(&text, &chrono_text(&t));
+            if chrono::Datelike::year(&t) >= 0 && chrono::Datelike::year(&t) <= 9999 {
+                prop_assert_eq!(parse(&text), Some(t));
+            }
+        }
+    }
+
+    #[test]
+    fn other_forms_are_left_to_diesel() {
+        assert_eq!(parse("2026-01-01"), None);
+        assert_eq!(parse("2026-01-01T10:00:00"), None);
+        assert_eq!(parse("2026-01-01 10:00:00Z"), None);
+        assert_eq!(parse("2026-01-01 10:00:00."), None);
+        assert_eq!(parse("2026-02-30 10:00:00"), None);
+        assert_eq!(parse("2026-01-01 1a:00:00"), None);
+        assert_eq!(
+            parse("2026-01-01 10:00:00.5"),
+            NaiveDate::from_ymd_opt(2026, 1, 1)
+                .unwrap()
+                .and_hms_milli_opt(10, 0, 0, 500)
+        );
+    }
+}
