@@ -104,6 +104,8 @@ impl Application {
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
         let blocking_threads = (crate::db::POOL_SIZE as usize / workers).max(1);
         let server = HttpServer::new(move || {
+            // Runs on each worker thread, in its task set.
+            state.login_writer.start_reply_pump();
             let sessions = SessionMiddleware::builder(session_store.clone(), session_key.clone())
                 .cookie_name("wxlogin_session".to_owned())
                 .cookie_path("/admin".to_owned())

@@ -9,8 +9,9 @@
 //! so one bad login cannot fail the others (a savepoint per login did the same on every
 //! batch, at a cost the profile showed).
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -27,7 +28,27 @@ const MAX_BATCH: usize = 256;
 /// Logins waiting for the writer before callers wait for room (back-pressure).
 const QUEUE: usize = 4096;
 
-type Reply = tokio::sync::oneshot::Sender<Result<LoginOutcome, String>>;
+/// What became of a login.
+type Outcome = Result<LoginOutcome, String>;
+type Answer = tokio::sync::oneshot::Sender<Outcome>;
+
+/// Where a login's outcome goes: its own channel, through the reply pump of the thread it
+/// came from when that thread has one.
+struct Reply {
+    answer: Answer,
+    pump: Option<usize>,
+}
+
+/// The reply pumps of one writer, by index.
+type Pumps = Arc<Mutex<Vec<tokio::sync::mpsc::UnboundedSender<Vec<(Answer, Outcome)>>>>>;
+
+/// Tells writers apart in [`THREAD_PUMPS`].
+static NEXT_WRITER_ID: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    /// (writer id, pump index) for every writer that has a reply pump on this thread.
+    static THREAD_PUMPS: RefCell<Vec<(usize, usize)>> = const { RefCell::new(Vec::new()) };
+}
 
 /// Work for the writer thread.
 // Nearly every job is a login; boxing it to shrink the rare other kind would cost an
@@ -57,7 +78,9 @@ struct Signals {
 /// the upkeep thread.
 #[derive(Clone)]
 pub struct LoginWriter {
+    id: usize,
     queue: tokio::sync::mpsc::Sender<Job>,
+    pumps: Pumps,
     _upkeep: std::sync::mpsc::Sender<()>,
 }
 
@@ -87,9 +110,11 @@ impl LoginWriter {
         let (queue, jobs) = tokio::sync::mpsc::channel(QUEUE);
         let (stop, stopped) = std::sync::mpsc::channel();
         let writer_signals = signals.clone();
+        let pumps = Pumps::default();
+        let writer_pumps = pumps.clone();
         std::thread::Builder::new()
             .name("login-writer".into())
-            .spawn(move || run(conn, jobs, &writer_signals))
+            .spawn(move || run(conn, jobs, &writer_signals, &writer_pumps))
             .context("starting the login writer")?;
         let upkeep_queue = queue.clone();
         std::thread::Builder::new()
@@ -97,27 +122,72 @@ impl LoginWriter {
             .spawn(move || upkeep(upkeep_conn, stopped, upkeep_queue, &signals))
             .context("starting the upkeep thread")?;
         Ok(Self {
+            id: NEXT_WRITER_ID.fetch_add(1, Ordering::Relaxed),
             queue,
+            pumps,
             _upkeep: stop,
+        })
+    }
+
+    /// Starts a reply pump on the calling thread, which must run a tokio `LocalSet` (an
+    /// actix worker does): a task that hands this writer's answers to the logins that came
+    /// from this thread. Waking a task from the writer's thread costs a system call (and
+    /// often an interrupt of the other CPU) per login; through the pump it is one per thread
+    /// per batch, and the pump wakes the logins' tasks from their own thread, which is free.
+    /// Logins from threads without a pump are answered directly.
+    pub fn start_reply_pump(&self) {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<(Answer, Outcome)>>();
+        let index = {
+            let mut pumps = self.pumps.lock().unwrap_or_else(|e| e.into_inner());
+            pumps.push(tx);
+            pumps.len() - 1
+        };
+        THREAD_PUMPS.with(|p| p.borrow_mut().push((self.id, index)));
+        tokio::task::spawn_local(async move {
+            while let Some(answers) = rx.recv().await {
+                for (answer, outcome) in answers {
+                    let _ = answer.send(outcome);
+                }
+            }
+        });
+    }
+
+    /// This thread's reply pump for this writer, if it has one.
+    fn thread_pump(&self) -> Option<usize> {
+        THREAD_PUMPS.with(|p| {
+            p.borrow()
+                .iter()
+                .rev()
+                .find(|(writer, _)| *writer == self.id)
+                .map(|(_, pump)| *pump)
         })
     }
 
     /// Records `login` and waits until it is committed.
     pub async fn record(&self, login: LoginAttempt) -> anyhow::Result<LoginOutcome> {
-        let (reply, answer) = tokio::sync::oneshot::channel();
+        let (answer, outcome) = tokio::sync::oneshot::channel();
+        let reply = Reply {
+            answer,
+            pump: self.thread_pump(),
+        };
         // Waits only when the queue is full (back-pressure), without holding a worker.
         self.queue
             .send(Job::Login(login, reply))
             .await
             .map_err(|_| anyhow::anyhow!("the login writer has stopped"))?;
-        answer
+        outcome
             .await
             .context("the login writer dropped a login")?
             .map_err(|e| anyhow::anyhow!("recording a login: {e}"))
     }
 }
 
-fn run(mut conn: DbConnection, mut jobs: tokio::sync::mpsc::Receiver<Job>, signals: &Signals) {
+fn run(
+    mut conn: DbConnection,
+    mut jobs: tokio::sync::mpsc::Receiver<Job>,
+    signals: &Signals,
+    pumps: &Pumps,
+) {
     while let Some(first) = jobs.blocking_recv() {
         if signals.wal_long.swap(false, Ordering::Relaxed) {
             // Copies what the upkeep thread has not yet; the next transaction then starts
@@ -143,10 +213,22 @@ fn run(mut conn: DbConnection, mut jobs: tokio::sync::mpsc::Receiver<Job>, signa
                 .flatten();
         }
         let mut created_users = false;
+        let mut by_pump: Vec<Vec<(Answer, Outcome)>> = Vec::new();
         for (reply, result) in replies.into_iter().zip(record_batch(&mut conn, &logins)) {
             created_users |= matches!(result, Ok(LoginOutcome::LoggedIn { is_new: true, .. }));
-            let _ = reply.send(result);
+            match reply.pump {
+                Some(pump) => {
+                    if by_pump.len() <= pump {
+                        by_pump.resize_with(pump + 1, Vec::new);
+                    }
+                    by_pump[pump].push((reply.answer, result));
+                }
+                None => {
+                    let _ = reply.answer.send(result);
+                }
+            }
         }
+        answer_through_pumps(pumps, by_pump);
         if created_users {
             signals.nicknames_waiting.store(true, Ordering::Relaxed);
         }
@@ -159,6 +241,27 @@ fn run(mut conn: DbConnection, mut jobs: tokio::sync::mpsc::Receiver<Job>, signa
                 // Searches still find those users, by reading them; the next round retries.
                 Err(e) => tracing::warn!(error = %e, "indexing new nicknames failed"),
             }
+        }
+    }
+}
+
+/// Sends each pump its thread's answers in one message; answers whose pump has gone (its
+/// worker stopped) are sent directly.
+fn answer_through_pumps(pumps: &Pumps, by_pump: Vec<Vec<(Answer, Outcome)>>) {
+    if by_pump.is_empty() {
+        return;
+    }
+    let pumps = pumps.lock().unwrap_or_else(|e| e.into_inner());
+    for (pump, answers) in by_pump.into_iter().enumerate() {
+        if answers.is_empty() {
+            continue;
+        }
+        let undelivered = match pumps.get(pump) {
+            Some(tx) => tx.send(answers).err().map(|e| e.0),
+            None => Some(answers),
+        };
+        for (answer, outcome) in undelivered.into_iter().flatten() {
+            let _ = answer.send(outcome);
         }
     }
 }
