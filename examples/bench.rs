@@ -7,7 +7,8 @@
 //! floor server (a minimal actix app whose `/floor/login` makes only the code2Session call,
 //! and `/floor/static` answers fixed JSON). Load comes from 64 keep-alive HTTP/1.1
 //! connections written by hand, so the generator stays cheap. Every scenario runs `--runs`
-//! times for `--seconds`; the median run is printed, then the ratios that matter.
+//! times for `--seconds`, a round of all scenarios at a time; the median run is printed,
+//! then the ratios that matter.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -266,6 +267,9 @@ async fn read_response(
         buf.extend_from_slice(&chunk[..n]);
     }
 }
+
+/// A scenario's name and what runs it once.
+type Scenario<'a> = (&'static str, Box<dyn Fn() -> Run + 'a>);
 
 /// Figures of one run.
 #[derive(Clone, Debug)]
@@ -605,69 +609,14 @@ fn main() {
     let run_id = Arc::new(AtomicU64::new(0));
     let mut results: Vec<(&str, Run)> = Vec::new();
 
-    let scenario = |name: &'static str, results: &mut Vec<(&str, Run)>, f: &dyn Fn() -> Run| {
-        if want(name) {
-            let r = median_run((0..runs).map(|_| f()).collect());
-            print_run(name, &r);
-            results.push((name, r));
-        }
-    };
-
-    scenario("fake-wechat", &mut results, &|| {
-        let make: MakeRequest = Arc::new(|c, s| {
-            get(&format!("/sns/jscode2session?appid=a&secret=s&js_code=f{c}_{s}&grant_type=authorization_code"), "")
-        });
-        let mut r = rt.block_on(drive(&fake.addr, make, seconds));
-        r.peak_rss_mib = proc_mib(fake.pid(), "VmHWM");
-        r
-    });
-    scenario("floor-static", &mut results, &|| {
-        let make: MakeRequest = Arc::new(|_, _| get("/floor/static", ""));
-        let mut r = rt.block_on(drive(&floor.addr, make, seconds));
-        r.peak_rss_mib = proc_mib(floor.pid(), "VmHWM");
-        r
-    });
-    scenario("floor-login", &mut results, &|| {
-        let id = run_id.fetch_add(1, Ordering::Relaxed);
-        let make: MakeRequest = Arc::new(move |c, s| {
-            post_json("/floor/login", &format!(r#"{{"code":"fl{id}_{c}_{s}"}}"#))
-        });
-        let mut r = rt.block_on(drive(&floor.addr, make, seconds));
-        r.peak_rss_mib = proc_mib(floor.pid(), "VmHWM");
-        r
-    });
-
     let mut idle_rss = f64::NAN;
     let mut ready_ms = Vec::new();
     let login_db = dir.path().join("login.db");
-    scenario("new-users", &mut results, &|| {
-        let (server, _) = start_server(&bin, &login_db, &wechat_base);
-        let id = run_id.fetch_add(1, Ordering::Relaxed);
-        let make: MakeRequest = Arc::new(move |c, s| {
-            post_json(
-                "/api/v1/login",
-                &format!(r#"{{"code":"nu{id}_{c}_{s}","nickname":"新用户"}}"#),
-            )
-        });
-        let mut r = rt.block_on(drive(&server.addr, make, seconds));
-        r.peak_rss_mib = proc_mib(server.pid(), "VmHWM");
-        r
-    });
-    scenario("returning-users", &mut results, &|| {
-        let (server, _) = start_server(&bin, &login_db, &wechat_base);
-        let make: MakeRequest = Arc::new(|c, s| {
-            let user = (c as u64 * 7919 + s) % RETURNING_USERS as u64;
-            post_json("/api/v1/login", &format!(r#"{{"code":"r{user}_{c}_{s}"}}"#))
-        });
-        let mut r = rt.block_on(drive(&server.addr, make, seconds));
-        r.peak_rss_mib = proc_mib(server.pid(), "VmHWM");
-        r
-    });
-    if want("me") {
+    // Tokens of the 1000 returning users (which this creates), for `me`.
+    let me_tokens: Option<Arc<Vec<String>>> = want("me").then(|| {
         let (server, ready) = start_server(&bin, &login_db, &wechat_base);
         ready_ms.push(ready.as_secs_f64() * 1000.0);
         idle_rss = proc_mib(server.pid(), "VmRSS");
-        // Tokens of 1000 users.
         let tokens: Arc<Vec<String>> = Arc::new(rt.block_on(async {
             let client = reqwest::Client::new();
             let mut tokens = Vec::new();
@@ -686,10 +635,77 @@ fn main() {
             tokens
         }));
         drop(server);
-        scenario("me", &mut results, &|| {
+        tokens
+    });
+
+    // Every round runs each scenario once, so that a machine whose speed drifts over the
+    // minutes (a shared one does) moves a scenario and its floor alike.
+    let mut scenarios: Vec<Scenario> = Vec::new();
+    scenarios.push(("fake-wechat", Box::new(|| {
+        let make: MakeRequest = Arc::new(|c, s| {
+            get(&format!("/sns/jscode2session?appid=a&secret=s&js_code=f{c}_{s}&grant_type=authorization_code"), "")
+        });
+        let mut r = rt.block_on(drive(&fake.addr, make, seconds));
+        r.peak_rss_mib = proc_mib(fake.pid(), "VmHWM");
+        r
+    })));
+    scenarios.push((
+        "floor-static",
+        Box::new(|| {
+            let make: MakeRequest = Arc::new(|_, _| get("/floor/static", ""));
+            let mut r = rt.block_on(drive(&floor.addr, make, seconds));
+            r.peak_rss_mib = proc_mib(floor.pid(), "VmHWM");
+            r
+        }),
+    ));
+    scenarios.push((
+        "floor-login",
+        Box::new(|| {
+            let id = run_id.fetch_add(1, Ordering::Relaxed);
+            let make: MakeRequest = Arc::new(move |c, s| {
+                post_json("/floor/login", &format!(r#"{{"code":"fl{id}_{c}_{s}"}}"#))
+            });
+            let mut r = rt.block_on(drive(&floor.addr, make, seconds));
+            r.peak_rss_mib = proc_mib(floor.pid(), "VmHWM");
+            r
+        }),
+    ));
+
+    scenarios.push((
+        "new-users",
+        Box::new(|| {
+            let (server, _) = start_server(&bin, &login_db, &wechat_base);
+            let id = run_id.fetch_add(1, Ordering::Relaxed);
+            let make: MakeRequest = Arc::new(move |c, s| {
+                post_json(
+                    "/api/v1/login",
+                    &format!(r#"{{"code":"nu{id}_{c}_{s}","nickname":"新用户"}}"#),
+                )
+            });
+            let mut r = rt.block_on(drive(&server.addr, make, seconds));
+            r.peak_rss_mib = proc_mib(server.pid(), "VmHWM");
+            r
+        }),
+    ));
+    scenarios.push((
+        "returning-users",
+        Box::new(|| {
+            let (server, _) = start_server(&bin, &login_db, &wechat_base);
+            let make: MakeRequest = Arc::new(|c, s| {
+                let user = (c as u64 * 7919 + s) % RETURNING_USERS as u64;
+                post_json("/api/v1/login", &format!(r#"{{"code":"r{user}_{c}_{s}"}}"#))
+            });
+            let mut r = rt.block_on(drive(&server.addr, make, seconds));
+            r.peak_rss_mib = proc_mib(server.pid(), "VmHWM");
+            r
+        }),
+    ));
+    scenarios.push((
+        "me",
+        Box::new(|| {
             let (server, ready) = start_server(&bin, &login_db, &wechat_base);
             let _ = ready;
-            let tokens = tokens.clone();
+            let tokens = me_tokens.clone().unwrap_or_default();
             let make: MakeRequest = Arc::new(move |c, s| {
                 let t = &tokens[(c * 131 + s as usize) % tokens.len()];
                 get("/api/v1/me", &format!("Authorization: Bearer {t}\r\n"))
@@ -697,7 +713,19 @@ fn main() {
             let mut r = rt.block_on(drive(&server.addr, make, seconds));
             r.peak_rss_mib = proc_mib(server.pid(), "VmHWM");
             r
-        });
+        }),
+    ));
+    scenarios.retain(|(name, _)| want(name));
+    let mut rounds: Vec<Vec<Run>> = vec![Vec::new(); scenarios.len()];
+    for _ in 0..runs {
+        for ((_, scenario), runs) in scenarios.iter().zip(&mut rounds) {
+            runs.push(scenario());
+        }
+    }
+    for ((name, _), runs) in scenarios.iter().zip(rounds) {
+        let r = median_run(runs);
+        print_run(name, &r);
+        results.push((name, r));
     }
     // Start-up on an existing database, measured a few times.
     if want("me") || want("startup") {
