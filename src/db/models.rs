@@ -7,7 +7,7 @@ use super::schema::{login_tokens, logins, users};
 use super::time::{DbTime, DbTimeOpt};
 
 /// A mini-program user.
-#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = users)]
 #[diesel(check_for_backend(diesel::sqlite::Sqlite))]
 pub struct User {

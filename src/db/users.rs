@@ -3,6 +3,7 @@ use diesel::prelude::*;
 
 use super::models::{IssuedToken, Login, NewLogin, NewUser, User};
 use super::schema::{logins, users};
+use super::time::DbTime;
 use super::DbConnection;
 use crate::domain::{AvatarUrl, Nickname, PLACEHOLDER_NICKNAME};
 
@@ -55,7 +56,9 @@ struct ReturningLogin<'a> {
     session_key: &'a str,
     nickname: Option<&'a str>,
     avatar_url: Option<&'a str>,
+    #[diesel(serialize_as = DbTime)]
     updated_at: NaiveDateTime,
+    #[diesel(serialize_as = DbTime)]
     last_login_at: NaiveDateTime,
 }
 
@@ -150,45 +153,83 @@ impl User {
         })
     }
 
+    /// Creates the user; `None` when another transaction created it first. The row is built
+    /// here from what was inserted rather than read back: reading it back cost more than
+    /// writing it.
     fn insert_on_login(
         conn: &mut DbConnection,
         attempt: &LoginAttempt,
     ) -> QueryResult<Option<User>> {
-        diesel::insert_into(users::table)
+        let nickname = attempt.nickname.as_ref().map(Nickname::as_str);
+        let avatar_url = attempt.avatar_url.as_ref().map(AvatarUrl::as_str);
+        let id: Option<i64> = diesel::insert_into(users::table)
             .values(NewUser {
                 openid: &attempt.openid,
                 unionid: attempt.unionid.as_deref(),
                 session_key: &attempt.session_key,
-                nickname: attempt.nickname.as_ref().map(Nickname::as_str),
-                avatar_url: attempt.avatar_url.as_ref().map(AvatarUrl::as_str),
+                nickname,
+                avatar_url,
                 login_count: 1,
                 created_at: attempt.now,
                 updated_at: attempt.now,
                 last_login_at: attempt.now,
             })
             .on_conflict_do_nothing()
-            .returning(User::as_returning())
+            .returning(users::id)
             .get_result(conn)
-            .optional()
+            .optional()?;
+        Ok(id.map(|id| User {
+            id,
+            openid: attempt.openid.clone(),
+            unionid: attempt.unionid.clone(),
+            session_key: attempt.session_key.clone(),
+            nickname: nickname.map(str::to_owned),
+            avatar_url: avatar_url.map(str::to_owned),
+            disabled_at: None,
+            disabled_reason: None,
+            login_count: 1,
+            created_at: attempt.now,
+            updated_at: attempt.now,
+            last_login_at: attempt.now,
+        }))
     }
 
+    /// Records a returning login on `existing` (read in this transaction) and returns the row
+    /// as it is now, built here rather than read back.
     fn update_on_login(
         conn: &mut DbConnection,
         existing: &User,
         attempt: &LoginAttempt,
     ) -> QueryResult<User> {
+        let unionid = attempt.unionid.as_deref();
+        let nickname = nickname_to_store(existing.nickname.as_deref(), attempt.nickname.as_ref());
+        let avatar_url = attempt.avatar_url.as_ref().map(AvatarUrl::as_str);
         let changes = ReturningLogin {
-            unionid: attempt.unionid.as_deref(),
+            unionid,
             session_key: &attempt.session_key,
-            nickname: nickname_to_store(existing.nickname.as_deref(), attempt.nickname.as_ref()),
-            avatar_url: attempt.avatar_url.as_ref().map(AvatarUrl::as_str),
+            nickname,
+            avatar_url,
             updated_at: attempt.now,
             last_login_at: attempt.now,
         };
         diesel::update(users::table.find(existing.id))
             .set((changes, users::login_count.eq(users::login_count + 1)))
-            .returning(User::as_returning())
-            .get_result(conn)
+            .execute(conn)?;
+        let mut user = existing.clone();
+        if let Some(unionid) = unionid {
+            user.unionid = Some(unionid.to_owned());
+        }
+        if let Some(nickname) = nickname {
+            user.nickname = Some(nickname.to_owned());
+        }
+        if let Some(avatar_url) = avatar_url {
+            user.avatar_url = Some(avatar_url.to_owned());
+        }
+        user.session_key = attempt.session_key.clone();
+        user.login_count += 1;
+        user.updated_at = attempt.now;
+        user.last_login_at = attempt.now;
+        Ok(user)
     }
 
     /// Sets the nickname and/or avatar given; the placeholder nickname never replaces a
@@ -265,6 +306,46 @@ impl User {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn attempt(openid: &str, unionid: Option<&str>, nickname: Option<&str>) -> LoginAttempt {
+        let now = crate::db::now();
+        LoginAttempt {
+            openid: openid.to_owned(),
+            unionid: unionid.map(str::to_owned),
+            session_key: format!("key-{}", now.and_utc().timestamp_micros()),
+            nickname: nickname.map(|n| Nickname::parse(n).unwrap()),
+            avatar_url: Some(AvatarUrl::parse("https://img.example/a.png").unwrap()),
+            ip: None,
+            user_agent: None,
+            token_hash: "h".into(),
+            token_expires_at: now,
+            now,
+        }
+    }
+
+    #[test]
+    fn the_user_a_login_returns_is_the_row_as_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = crate::db::connect(dir.path().join("u.db").to_str().unwrap()).unwrap();
+        let conn = &mut pool.get().unwrap();
+        let logins = [
+            attempt("oRow", None, Some("小明")),
+            attempt("oRow", Some("uRow"), Some(PLACEHOLDER_NICKNAME)),
+            attempt("oRow", None, None),
+        ];
+        for login in &logins {
+            let LoginOutcome::LoggedIn { user, .. } = User::record_login(conn, login).unwrap()
+            else {
+                panic!("nobody is disabled");
+            };
+            let stored = User::find(conn, user.id).unwrap().unwrap();
+            assert_eq!(*user, stored);
+        }
+        let stored = User::find_by_openid(conn, "oRow").unwrap().unwrap();
+        assert_eq!(stored.login_count, 3);
+        assert_eq!(stored.unionid.as_deref(), Some("uRow"));
+        assert_eq!(stored.nickname.as_deref(), Some("小明"));
+    }
 
     #[test]
     fn the_placeholder_never_replaces_a_real_nickname() {
