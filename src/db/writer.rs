@@ -295,7 +295,13 @@ const RESTART_WAL_AT_FRAMES: i64 = 1024;
 struct CheckpointResult {
     #[diesel(sql_type = diesel::sql_types::Integer)]
     log: i32,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    checkpointed: i32,
 }
+
+/// Rounds without a new WAL frame after which the upkeep thread empties the WAL file: a
+/// restart reads every frame of it back first (a 25 MB WAL made a start take 60 ms, not 12).
+const TRUNCATE_WAL_AFTER_IDLE_ROUNDS: u32 = 10;
 
 /// Every [`UPKEEP_EVERY`] until every [`LoginWriter`] is gone: copies committed WAL frames
 /// into the database file, off the writer's thread (the fsync included), and asks the
@@ -312,6 +318,7 @@ fn upkeep(
     writer: tokio::sync::mpsc::Sender<Job>,
     signals: &Signals,
 ) {
+    let (mut last_log, mut idle_rounds) = (0, 0);
     loop {
         let last = matches!(
             stopped.recv_timeout(UPKEEP_EVERY),
@@ -319,10 +326,23 @@ fn upkeep(
         );
         let result = diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)")
             .get_result::<CheckpointResult>(&mut conn)
-            .map(|passive| {
+            .and_then(|passive| {
                 if i64::from(passive.log) > RESTART_WAL_AT_FRAMES {
                     signals.wal_long.store(true, Ordering::Relaxed);
                 }
+                let copied = passive.log > 0 && passive.checkpointed == passive.log;
+                idle_rounds = if copied && passive.log == last_log {
+                    idle_rounds + 1
+                } else {
+                    0
+                };
+                last_log = passive.log;
+                if idle_rounds >= TRUNCATE_WAL_AFTER_IDLE_ROUNDS {
+                    // Quiet for a while: a login arriving now waits for this briefly.
+                    idle_rounds = 0;
+                    conn.batch_execute("PRAGMA wal_checkpoint(TRUNCATE);")?;
+                }
+                Ok(())
             });
         if let Err(e) = result {
             tracing::warn!(error = %e, "checkpointing the WAL failed");
@@ -431,6 +451,29 @@ mod tests {
         .unwrap()
         .n;
         assert_eq!(indexed, 1);
+    }
+
+    #[tokio::test]
+    async fn a_quiet_writer_empties_the_wal_file() {
+        let (dir, _pool) = fresh_database();
+        let db = dir.path().join("w.db");
+        let writer = LoginWriter::start(db.to_str().unwrap()).unwrap();
+        for i in 0..50 {
+            writer
+                .record(login(&format!("oQuiet{i}"), &format!("h{i}")))
+                .await
+                .unwrap();
+        }
+        let wal = db.with_extension("db-wal");
+        assert!(std::fs::metadata(&wal).unwrap().len() > 0);
+        let started = std::time::Instant::now();
+        while std::fs::metadata(&wal).map_or(0, |m| m.len()) > 0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the WAL file was never emptied"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     #[derive(QueryableByName)]
