@@ -55,8 +55,16 @@ fn user_reply(user: User) -> HttpResponse {
         id: user.id,
         is_new: false,
     };
-    let mut reply = HttpResponse::Ok()
-        .json(serde_json::json!({"ret": true, "user": UserView::new(user, None)}));
+    // A struct rather than `json!`, which builds a map of values first.
+    #[derive(serde::Serialize)]
+    struct UserReply {
+        ret: bool,
+        user: UserView,
+    }
+    let mut reply = HttpResponse::Ok().json(UserReply {
+        ret: true,
+        user: UserView::new(user, None),
+    });
     reply.extensions_mut().insert(logged);
     reply
 }
