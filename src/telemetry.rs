@@ -261,6 +261,14 @@ pub struct LoggedUser {
     pub is_new: bool,
 }
 
+impl LoggedUser {
+    /// `reply`, marked for the access log as acting for this user.
+    pub fn mark(self, mut reply: actix_web::HttpResponse) -> actix_web::HttpResponse {
+        reply.extensions_mut().insert(self);
+        reply
+    }
+}
+
 /// `7`, `7 (new)`, or `-` for requests without a user.
 struct UserField(Option<LoggedUser>);
 

@@ -43,29 +43,27 @@ impl From<DbTimeOpt> for Option<NaiveDateTime> {
 
 /// `t` as diesel writes it (chrono's `%F %T%.f`: no fraction, or 3, 6 or 9 digits).
 pub fn format(t: &NaiveDateTime) -> String {
+    use chrono::Datelike;
     use std::fmt::Write;
     let (date, time) = (t.date(), t.time());
     let mut out = String::with_capacity(29);
     let _ = write!(
         out,
         "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-        chrono::Datelike::year(&date),
-        chrono::Datelike::month(&date),
-        chrono::Datelike::day(&date),
+        date.year(),
+        date.month(),
+        date.day(),
         time.hour(),
         time.minute(),
         time.second()
     );
     // Leap seconds (nanoseconds past 1e9) never occur: the clock here is `Utc::now`.
-    let nanos = time.nanosecond();
-    if nanos == 0 {
-    } else if nanos % 1_000_000 == 0 {
-        let _ = write!(out, ".{:03}", nanos / 1_000_000);
-    } else if nanos % 1_000 == 0 {
-        let _ = write!(out, ".{:06}", nanos / 1_000);
-    } else {
-        let _ = write!(out, ".{nanos:09}");
-    }
+    let _ = match time.nanosecond() {
+        0 => Ok(()),
+        n if n % 1_000_000 == 0 => write!(out, ".{:03}", n / 1_000_000),
+        n if n % 1_000 == 0 => write!(out, ".{:06}", n / 1_000),
+        n => write!(out, ".{n:09}"),
+    };
     out
 }
 

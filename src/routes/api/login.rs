@@ -111,14 +111,12 @@ async fn login(
                 id: user.id,
                 is_new,
             };
-            let mut reply = HttpResponse::Ok().json(LoginReply {
+            Ok(logged.mark(HttpResponse::Ok().json(LoginReply {
                 ret: true,
                 token: token_secret.token(login_id).expose().to_owned(),
                 expires_at: rfc3339(expires_at),
                 user: UserView::new(*user, Some(is_new)),
-            });
-            reply.extensions_mut().insert(logged);
-            Ok(reply)
+            })))
         }
     }
 }

@@ -61,12 +61,10 @@ fn user_reply(user: User) -> HttpResponse {
         ret: bool,
         user: UserView,
     }
-    let mut reply = HttpResponse::Ok().json(UserReply {
+    logged.mark(HttpResponse::Ok().json(UserReply {
         ret: true,
         user: UserView::new(user, None),
-    });
-    reply.extensions_mut().insert(logged);
-    reply
+    }))
 }
 
 /// `PATCH /api/v1/me`: sets nickname and/or avatar_url.
@@ -111,10 +109,9 @@ pub async fn logout(
     })
     .await
     .map_err(ApiError::Internal)?;
-    let mut reply = HttpResponse::Ok().json(serde_json::json!({"ret": true}));
-    reply.extensions_mut().insert(LoggedUser {
+    let logged = LoggedUser {
         id: user.id,
         is_new: false,
-    });
-    Ok(reply)
+    };
+    Ok(logged.mark(HttpResponse::Ok().json(serde_json::json!({"ret": true}))))
 }
