@@ -33,6 +33,8 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 /// The connection type every query takes. A type alias, so moving to PostgreSQL changes
 /// this line and the few SQLite-specific calls, not every signature.
 pub type DbConnection = diesel::sqlite::SqliteConnection;
+/// The backend [`DbConnection`] talks to, for statements written out by hand.
+pub type DbBackend = diesel::sqlite::Sqlite;
 
 /// A pool of connections to the database.
 pub type DbPool = Pool<ConnectionManager<DbConnection>>;

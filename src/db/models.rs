@@ -55,6 +55,8 @@ impl User {
 // every login and diesel prepares it once instead of building its SQL each time.
 #[diesel(treat_none_as_default_value = false)]
 pub struct NewUser<'a> {
+    /// See [`User::id`]; given by the inserter (see [`super::users::NextIds`]).
+    pub id: i64,
     /// See [`User::openid`].
     pub openid: &'a str,
     /// See [`User::unionid`].
@@ -157,6 +159,8 @@ pub struct IssuedToken {
 // As for [`NewUser`]: one statement for every login.
 #[diesel(treat_none_as_default_value = false)]
 pub struct NewLogin<'a> {
+    /// See [`Login::id`]; given by the inserter (see [`super::users::NextIds`]).
+    pub id: i64,
     /// See [`Login::user_id`].
     pub user_id: i64,
     /// See [`Login::logged_in_at`].

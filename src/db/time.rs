@@ -42,29 +42,47 @@ impl From<DbTimeOpt> for Option<NaiveDateTime> {
 }
 
 /// `t` as diesel writes it (chrono's `%F %T%.f`: no fraction, or 3, 6 or 9 digits).
+/// Digits are written by hand: `write!` cost the login writer 3% of its time.
 pub fn format(t: &NaiveDateTime) -> String {
     use chrono::Datelike;
-    use std::fmt::Write;
     let (date, time) = (t.date(), t.time());
-    let mut out = String::with_capacity(29);
-    let _ = write!(
-        out,
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-        date.year(),
-        date.month(),
-        date.day(),
-        time.hour(),
-        time.minute(),
-        time.second()
-    );
-    // Leap seconds (nanoseconds past 1e9) never occur: the clock here is `Utc::now`.
-    let _ = match time.nanosecond() {
-        0 => Ok(()),
-        n if n % 1_000_000 == 0 => write!(out, ".{:03}", n / 1_000_000),
-        n if n % 1_000 == 0 => write!(out, ".{:06}", n / 1_000),
-        n => write!(out, ".{n:09}"),
+    let Ok(year @ 0..=9999) = u32::try_from(date.year()) else {
+        return t.format("%F %T%.f").to_string();
     };
-    out
+    let mut out = Vec::with_capacity(29);
+    push_digits(&mut out, year, 4);
+    out.push(b'-');
+    push_digits(&mut out, date.month(), 2);
+    out.push(b'-');
+    push_digits(&mut out, date.day(), 2);
+    out.push(b' ');
+    push_digits(&mut out, time.hour(), 2);
+    out.push(b':');
+    push_digits(&mut out, time.minute(), 2);
+    out.push(b':');
+    push_digits(&mut out, time.second(), 2);
+    // Leap seconds (nanoseconds past 1e9) never occur: the clock here is `Utc::now`.
+    let (fraction, digits) = match time.nanosecond() {
+        0 => (0, 0),
+        n if n % 1_000_000 == 0 => (n / 1_000_000, 3),
+        n if n % 1_000 == 0 => (n / 1_000, 6),
+        n => (n, 9),
+    };
+    if digits > 0 {
+        out.push(b'.');
+        push_digits(&mut out, fraction, digits);
+    }
+    String::from_utf8(out).expect("only ASCII digits and separators")
+}
+
+/// Appends `value`'s last `width` decimal digits, zero-padded.
+fn push_digits(out: &mut Vec<u8>, mut value: u32, width: usize) {
+    let start = out.len();
+    out.resize(start + width, b'0');
+    for slot in out[start..].iter_mut().rev() {
+        *slot = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
 }
 
 /// Parses `YYYY-MM-DD HH:MM:SS` with an optional `.` and 1 to 9 digits; `None` for anything

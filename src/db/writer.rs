@@ -20,7 +20,7 @@ use diesel::{Connection, QueryResult, QueryableByName, RunQueryDsl};
 
 use super::models::User;
 use super::nickname_index;
-use super::users::{LoginAttempt, LoginOutcome};
+use super::users::{LoginAttempt, LoginOutcome, NextIds};
 use super::DbConnection;
 
 /// Most logins committed in one transaction.
@@ -364,9 +364,10 @@ fn commit_together(
     logins: &[LoginAttempt],
 ) -> QueryResult<Vec<LoginOutcome>> {
     conn.immediate_transaction(|conn| {
+        let mut ids = NextIds::read(conn)?;
         logins
             .iter()
-            .map(|login| User::record_login_in_transaction(conn, login))
+            .map(|login| User::record_login_in_transaction(conn, login, &mut ids))
             .collect()
     })
 }
