@@ -163,7 +163,8 @@ async fn serve_floor(wechat_base: String) -> std::io::Result<()> {
         .timeout(Duration::from_secs(5))
         .build()
         .unwrap();
-    let url = format!("{wechat_base}/sns/jscode2session");
+    // Parsed once, as the product does: the floor should not pay for work the product avoids.
+    let url = reqwest::Url::parse(&format!("{wechat_base}/sns/jscode2session")).unwrap();
     let server = HttpServer::new(move || {
         let (http, url) = (http.clone(), url.clone());
         App::new()
@@ -176,7 +177,7 @@ async fn serve_floor(wechat_base: String) -> std::io::Result<()> {
                             serde_json::from_slice(&body).unwrap_or_default();
                         let code = v["code"].as_str().unwrap_or("").to_owned();
                         let reply = http
-                            .get(&url)
+                            .get(url)
                             .query(&[
                                 ("appid", "wx"),
                                 ("secret", "s"),

@@ -214,24 +214,23 @@ pub async fn access_log(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
-    let method = req.method().to_string();
+    let response = next.call(req).await?;
+    // Read from the request as the response holds it: nothing is copied before the call.
+    let req = response.request();
     let path = match req.query_string() {
-        "" => req.path().to_owned(),
-        q => format!("{}?{}", req.path(), redact_query(q)),
+        "" => std::borrow::Cow::Borrowed(req.path()),
+        q => std::borrow::Cow::Owned(format!("{}?{}", req.path(), redact_query(q))),
     };
-    let peer = req
-        .peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_default();
     let user_agent = req
         .headers()
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .chars()
-        .take(200)
-        .collect::<String>();
-    let response = next.call(req).await?;
+        .unwrap_or("");
+    // At most 200 characters of it.
+    let user_agent = user_agent
+        .char_indices()
+        .nth(200)
+        .map_or(user_agent, |(end, _)| &user_agent[..end]);
     let user = response
         .response()
         .extensions()
@@ -239,11 +238,11 @@ pub async fn access_log(
         .copied();
     tracing::info!(
         target: "wxlogin::access",
-        %method,
+        method = %req.method(),
         %path,
         status = response.status().as_u16(),
         ms = %format_args!("{:.1}", started.elapsed().as_secs_f64() * 1000.0),
-        %peer,
+        peer = %PeerField(req.peer_addr()),
         %user_agent,
         user = %UserField(user),
         "request"
@@ -266,6 +265,18 @@ impl LoggedUser {
     pub fn mark(self, mut reply: actix_web::HttpResponse) -> actix_web::HttpResponse {
         reply.extensions_mut().insert(self);
         reply
+    }
+}
+
+/// The client's IP address, or nothing when there is none (a Unix socket, a test).
+struct PeerField(Option<std::net::SocketAddr>);
+
+impl std::fmt::Display for PeerField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(addr) => addr.ip().fmt(f),
+            None => Ok(()),
+        }
     }
 }
 

@@ -392,6 +392,14 @@ async fn the_log_never_contains_a_session_key_secret_token_or_code() {
         access("/api/v1/login", "1 (new)") && access("/api/v1/me", "1"),
         "the access log does not name the users of logins and profile reads:\n{log}"
     );
+    assert!(
+        log.lines().any(|l| l.contains("path=/api/v1/me")
+            && l.contains("method=GET")
+            && l.contains("status=200")
+            && l.contains("peer=127.0.0.1")
+            && l.contains("user_agent=wxlogin-binary-tests/1.0 (MicroMessenger)")),
+        "the access log lacks the method, status, client or user agent of a request:\n{log}"
+    );
     let leaks: Vec<String> = log
         .lines()
         .flat_map(|line| {
