@@ -35,6 +35,9 @@ impl HttpWeChat {
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(3)))
+            // WeChat answers; it never redirects. Following one would resend the AppSecret
+            // in the query to wherever it pointed (and the policy cost a URL parse a call).
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .context("building the HTTP client for WeChat")?;
         Ok(Self {

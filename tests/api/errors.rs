@@ -104,6 +104,22 @@ async fn an_http_error_status_from_wechat_is_wechat_unavailable_502() {
 }
 
 #[tokio::test]
+async fn a_redirect_from_wechat_is_not_followed_and_is_wechat_unavailable_502() {
+    let app = spawn_app().await;
+    app.fake.set_fault(Some(Fault::Redirect));
+    let code = app.fake.code_for("oRedirected");
+    app.login_code(&code)
+        .await
+        .assert_error(502, "wechat_unavailable");
+    assert_eq!(
+        app.fake.calls().len(),
+        1,
+        "the redirect, which carries the AppSecret along, was followed"
+    );
+    assert_nothing_stored(&app);
+}
+
+#[tokio::test]
 async fn a_reply_that_is_not_json_is_wechat_unavailable_502() {
     let app = spawn_app().await;
     app.fake.set_fault(Some(Fault::NotJson));

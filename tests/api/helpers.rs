@@ -36,6 +36,8 @@ pub enum Fault {
     NotJson,
     /// Never answers.
     Hang,
+    /// HTTP 302 to this same endpoint, which would count a second call if followed.
+    Redirect,
 }
 
 #[derive(Default)]
@@ -80,6 +82,11 @@ async fn jscode2session(req: HttpRequest, state: web::Data<Mutex<FakeState>>) ->
         }
         Some(Fault::Hang) => {
             tokio::time::sleep(Duration::from_secs(120)).await;
+        }
+        Some(Fault::Redirect) => {
+            return HttpResponse::Found()
+                .insert_header(("Location", format!("{}?{}", req.path(), req.query_string())))
+                .finish()
         }
         None => {}
     }
