@@ -106,6 +106,7 @@ impl Application {
         let server = HttpServer::new(move || {
             // Runs on each worker thread, in its task set.
             state.login_writer.start_reply_pump();
+            crate::db::batch_quick_reads_on_this_thread(state.pool.clone());
             let sessions = SessionMiddleware::builder(session_store.clone(), session_key.clone())
                 .cookie_name("wxlogin_session".to_owned())
                 .cookie_path("/admin".to_owned())

@@ -4,6 +4,7 @@ mod admins;
 mod console;
 pub mod models;
 mod nickname_index;
+mod quick_reads;
 pub mod schema;
 mod sessions;
 pub mod time;
@@ -16,6 +17,7 @@ pub use console::{
     like_contains, DashboardStats, StatusFilter, UserList, UserListQuery, UserSort,
     SEARCH_COUNT_CAP,
 };
+pub use quick_reads::batch_on_this_thread as batch_quick_reads_on_this_thread;
 pub use sessions::DbSessionStore;
 pub use tokens::{StoredToken, TokenLookup};
 pub use users::{LoginAttempt, LoginOutcome};
@@ -126,12 +128,17 @@ pub fn now() -> chrono::NaiveDateTime {
 /// Runs `work`, a single indexed read that takes microseconds (a token check), right on the
 /// async worker when a pooled connection is free at once; otherwise as [`run`] does. Handing
 /// such a read to the blocking pool and back cost several times the read itself. Reads never
-/// wait for SQLite's write lock in WAL mode, so this does not stall the worker.
+/// wait for SQLite's write lock in WAL mode, so this does not stall the worker. On a thread
+/// set up with [`batch_quick_reads_on_this_thread`], reads asked for together share one
+/// read transaction.
 pub async fn run_quick_read<T, F>(pool: &DbPool, work: F) -> anyhow::Result<T>
 where
     F: FnOnce(&mut DbConnection) -> anyhow::Result<T> + Send + 'static,
     T: Send + 'static,
 {
+    if quick_reads::batching() {
+        return quick_reads::run_batched(work).await;
+    }
     match pool.try_get() {
         Some(mut conn) => work(&mut conn),
         None => run(pool, work).await,
