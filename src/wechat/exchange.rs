@@ -176,12 +176,18 @@ impl Drop for Leader {
             code: std::mem::take(&mut self.finish.code),
             key: self.finish.key,
         };
-        // Without a runtime (the process is stopping) the joined requests are stopping too.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                let outcome = call.await;
-                finish.share(&outcome);
-            });
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    let outcome = call.await;
+                    finish.share(&outcome);
+                });
+            }
+            // No runtime left: the process is stopping. The code is let go, not left to
+            // a call that will never answer.
+            Err(_) => finish.share(&Err(WeChatError::Unavailable(
+                "the server is stopping".into(),
+            ))),
         }
     }
 }
