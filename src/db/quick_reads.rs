@@ -142,20 +142,28 @@ mod tests {
             .n)
     }
 
-    fn in_local_set<F: std::future::Future>(f: F) -> F::Output {
+    /// Runs `test` on a thread that batches its quick reads, as an HTTP worker does, over a
+    /// fresh database.
+    fn on_a_batching_thread<F, Fut>(test: F)
+    where
+        F: FnOnce(DbPool) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = super::super::connect(dir.path().join("q.db").to_str().unwrap()).unwrap();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
-        tokio::task::LocalSet::new().block_on(&rt, f)
+        tokio::task::LocalSet::new().block_on(&rt, async {
+            batch_on_this_thread(pool.clone());
+            test(pool).await
+        });
     }
 
     #[test]
     fn reads_asked_for_together_share_one_transaction_and_each_gets_its_answer() {
-        let dir = tempfile::tempdir().unwrap();
-        let pool = super::super::connect(dir.path().join("q.db").to_str().unwrap()).unwrap();
-        in_local_set(async {
-            batch_on_this_thread(pool.clone());
+        on_a_batching_thread(|_| async move {
             let reads = (0..5).map(|i| {
                 run_batched(move |conn| {
                     use diesel::connection::{AnsiTransactionManager, TransactionManager};
@@ -181,10 +189,7 @@ mod tests {
 
     #[test]
     fn a_read_after_a_commit_sees_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let pool = super::super::connect(dir.path().join("q.db").to_str().unwrap()).unwrap();
-        in_local_set(async {
-            batch_on_this_thread(pool.clone());
+        on_a_batching_thread(|pool| async move {
             assert_eq!(run_batched(count_users).await.unwrap(), 0);
             diesel::sql_query(
                 "INSERT INTO users (openid, session_key, login_count, created_at, updated_at,
@@ -200,10 +205,7 @@ mod tests {
 
     #[test]
     fn a_failing_read_fails_alone() {
-        let dir = tempfile::tempdir().unwrap();
-        let pool = super::super::connect(dir.path().join("q.db").to_str().unwrap()).unwrap();
-        in_local_set(async {
-            batch_on_this_thread(pool.clone());
+        on_a_batching_thread(|_| async move {
             let bad = run_batched(|conn| {
                 diesel::sql_query("SELECT no_such_column FROM users").execute(conn)?;
                 Ok(0)
