@@ -10,6 +10,7 @@ mod sessions;
 pub mod time;
 mod tokens;
 mod users;
+mod wal_file;
 mod writer;
 
 pub use admins::{AuditAction, AuditFilter};
@@ -77,6 +78,7 @@ pub(crate) fn apply_connection_pragmas(conn: &mut DbConnection) -> diesel::Query
 /// Opens (creating when missing) the database at `database_url`, brings its schema up to
 /// date and returns a pool of connections to it.
 pub fn connect(database_url: &str) -> anyhow::Result<DbPool> {
+    wal_file::install()?;
     if let Some(dir) = Path::new(database_url).parent() {
         if !dir.as_os_str().is_empty() {
             std::fs::create_dir_all(dir)

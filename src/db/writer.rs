@@ -89,6 +89,7 @@ pub struct LoginWriter {
 impl LoginWriter {
     /// Opens the writer's own connection to `database_url` and starts its thread.
     pub fn start(database_url: &str) -> anyhow::Result<Self> {
+        super::wal_file::install()?;
         let mut conn = DbConnection::establish(database_url)
             .with_context(|| format!("opening the database {database_url} for the login writer"))?;
         super::apply_connection_pragmas(&mut conn)
