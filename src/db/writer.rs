@@ -291,13 +291,14 @@ fn record_batch(
     }
 }
 
-/// WAL frames (pages) past which the writer is asked to let the WAL start over: 64 MiB.
+/// WAL frames (pages) past which the writer is asked to let the WAL start over: 128 MiB.
 /// The writer's checkpoint copies and syncs the frames written since the upkeep thread's
-/// last one, which stalls logins for 4-16 ms on this kind of disk. At 1024 frames that
-/// happened about ten times a second under load and made up the slowest one percent of
-/// logins; a longer WAL makes it rare. Reading it back after a crash stays quick, and a
-/// quiet second empties it (see `TRUNCATE_WAL_AFTER_IDLE_ROUNDS`).
-const RESTART_WAL_AT_FRAMES: i64 = 16384;
+/// last one, which stalls logins for 3-6 ms on this kind of disk. At 16384 frames that
+/// happened three times a second under the bench's returning-users load, and those stalls
+/// made up the slowest one percent of logins (p99/p50 2.9-4.0; 2.4-2.6 at 32768). Reading
+/// the WAL back after a crash stays quick (a 128 MiB one: ready 122 ms after start, against
+/// 78 ms for 64 MiB), and a quiet second empties it (see `TRUNCATE_WAL_AFTER_IDLE_ROUNDS`).
+const RESTART_WAL_AT_FRAMES: i64 = 32768;
 
 #[derive(QueryableByName)]
 struct CheckpointResult {
