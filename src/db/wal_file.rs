@@ -190,7 +190,7 @@ unsafe fn flush(file: *mut ffi::sqlite3_file) -> c_int {
     let mut rc = ffi::SQLITE_OK;
     let mut at = wal.pending_at;
     for chunk in wal.pending.chunks(MAX_WRITE) {
-        // Both fit: a chunk is under 128 KiB.
+        // A chunk is at most MAX_WRITE bytes, so its length fits a C int.
         let len = c_int::try_from(chunk.len()).unwrap_or(c_int::MAX);
         rc = write(real, chunk.as_ptr().cast(), len, at);
         if rc != ffi::SQLITE_OK {
