@@ -401,10 +401,9 @@ impl TestApp {
     }
 
     /// A direct connection to the server's database, for checks and for the data-layer
-    /// operations that have no endpoint yet.
-    /// A connection of the test's own, which waits for the app's writes as the app's own
-    /// connections do (without a busy timeout it failed with "database is locked" whenever
-    /// the app's login writer was mid-commit).
+    /// operations that have no endpoint yet. It waits for the app's writes as the app's own
+    /// connections do: without a busy timeout it failed with "database is locked" whenever
+    /// the app's login writer was mid-commit.
     pub fn db(&self) -> DbConnection {
         use diesel::connection::SimpleConnection;
         let mut conn = DbConnection::establish(self.db_path.to_str().unwrap()).unwrap();
