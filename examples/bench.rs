@@ -1,6 +1,7 @@
 //! The performance benchmark:
 //!
 //!     cargo run --release --example bench [-- --seconds 5 --runs 3 --console-users 1000000]
+//!         [--only new-users,floor-login] [--server PATH/TO/wxlogin]
 //!
 //! Builds the release server and runs it as its own process; this program re-runs itself as
 //! two more processes: a fake WeChat (JSON as text/plain, a fresh openid per code) and the
@@ -592,7 +593,13 @@ fn main() {
     let runs: usize = arg(&args, "--runs", 3);
     let console_users: u64 = arg(&args, "--console-users", 1_000_000);
     let only: String = arg(&args, "--only", String::new());
-    let bin = release_binary();
+    // Another build of the server (a copy of an earlier commit's, say) instead of this tree's.
+    let server: String = arg(&args, "--server", String::new());
+    let bin = if server.is_empty() {
+        release_binary()
+    } else {
+        PathBuf::from(server)
+    };
     let me = std::env::current_exe().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let fake = Proc::spawn({

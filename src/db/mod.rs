@@ -2,6 +2,7 @@
 
 mod admins;
 mod console;
+mod login_statements;
 pub mod models;
 mod nickname_index;
 mod quick_reads;

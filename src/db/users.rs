@@ -1,11 +1,11 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 
+use super::login_statements::{InsertLogin, InsertUser, ReturningLoginUpdate, UserByOpenid};
 use super::models::{IssuedToken, Login, NewLogin, NewUser, User};
 use super::schema::{logins, users};
 use super::time::DbTime;
-use super::{DbBackend, DbConnection};
+use super::DbConnection;
 use crate::domain::{AvatarUrl, Nickname, PLACEHOLDER_NICKNAME};
 
 /// Everything a successful code2Session exchange lets us record. Owned, so it can be handed
@@ -48,50 +48,6 @@ pub enum LoginOutcome {
     /// The user is disabled: nothing was changed and no token issued.
     Disabled,
 }
-
-/// The UPDATE of a returning login, written out as a fixed statement so that diesel keeps
-/// it prepared. diesel prepares every `update()` anew, since in general its text varies with
-/// the changeset: for returning users that cost the login writer a fifth of its time, the
-/// nickname trigger compiled along with every statement. Every column is always set, what
-/// the login did not bring to its stored value; the nickname, which a login rarely changes,
-/// has a statement of its own, so the trigger on it is compiled into only that one.
-struct ReturningLoginUpdate<'a> {
-    id: i64,
-    unionid: Option<&'a str>,
-    session_key: &'a str,
-    avatar_url: Option<&'a str>,
-    login_count: i64,
-    now: DbTime,
-}
-
-impl QueryFragment<DbBackend> for ReturningLoginUpdate<'_> {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DbBackend>) -> QueryResult<()> {
-        use diesel::sql_types::{BigInt, Nullable, Text, Timestamp};
-        out.push_sql("UPDATE users SET unionid = ");
-        out.push_bind_param::<Nullable<Text>, _>(&self.unionid)?;
-        out.push_sql(", session_key = ");
-        out.push_bind_param::<Text, _>(&self.session_key)?;
-        out.push_sql(", avatar_url = ");
-        out.push_bind_param::<Nullable<Text>, _>(&self.avatar_url)?;
-        out.push_sql(", login_count = ");
-        out.push_bind_param::<BigInt, _>(&self.login_count)?;
-        out.push_sql(", updated_at = ");
-        out.push_bind_param::<Timestamp, _>(&self.now)?;
-        out.push_sql(", last_login_at = ");
-        out.push_bind_param::<Timestamp, _>(&self.now)?;
-        out.push_sql(" WHERE id = ");
-        out.push_bind_param::<BigInt, _>(&self.id)?;
-        Ok(())
-    }
-}
-
-impl QueryId for ReturningLoginUpdate<'_> {
-    type QueryId = ReturningLoginUpdate<'static>;
-    // The text above never varies: diesel finds the prepared statement by this type alone.
-    const HAS_STATIC_QUERY_ID: bool = true;
-}
-
-impl RunQueryDsl<DbConnection> for ReturningLoginUpdate<'_> {}
 
 /// Changes a profile update makes; `None` fields are left as they are.
 #[derive(AsChangeset)]
@@ -193,23 +149,23 @@ impl User {
         attempt: &LoginAttempt,
         ids: &mut NextIds,
     ) -> QueryResult<LoginOutcome> {
-        let (user, is_new) = match Self::find_by_openid(conn, &attempt.openid)? {
+        let existing = super::unique(UserByOpenid::new(&attempt.openid).load::<User>(conn))?;
+        let (user, is_new) = match existing {
             Some(existing) if existing.is_disabled() => return Ok(LoginOutcome::Disabled),
             Some(existing) => (Self::update_on_login(conn, &existing, attempt)?, false),
             None => (Self::insert_on_login(conn, attempt, ids.take_user())?, true),
         };
         let login_id = ids.take_login();
-        diesel::insert_into(logins::table)
-            .values(NewLogin {
-                id: login_id,
-                user_id: user.id,
-                logged_in_at: attempt.now,
-                ip: attempt.ip.as_deref(),
-                user_agent: attempt.user_agent.as_deref(),
-                token_hash: &attempt.token_hash,
-                token_expires_at: attempt.token_expires_at,
-            })
-            .execute(conn)?;
+        InsertLogin::new(&NewLogin {
+            id: login_id,
+            user_id: user.id,
+            logged_in_at: attempt.now,
+            ip: attempt.ip.as_deref(),
+            user_agent: attempt.user_agent.as_deref(),
+            token_hash: &attempt.token_hash,
+            token_expires_at: attempt.token_expires_at,
+        })
+        .execute(conn)?;
         Ok(LoginOutcome::LoggedIn {
             user: Box::new(user),
             login_id,
@@ -226,20 +182,19 @@ impl User {
     ) -> QueryResult<User> {
         let nickname = attempt.nickname.as_ref().map(Nickname::as_str);
         let avatar_url = attempt.avatar_url.as_ref().map(AvatarUrl::as_str);
-        diesel::insert_into(users::table)
-            .values(NewUser {
-                id,
-                openid: &attempt.openid,
-                unionid: attempt.unionid.as_deref(),
-                session_key: &attempt.session_key,
-                nickname,
-                avatar_url,
-                login_count: 1,
-                created_at: attempt.now,
-                updated_at: attempt.now,
-                last_login_at: attempt.now,
-            })
-            .execute(conn)?;
+        InsertUser::new(&NewUser {
+            id,
+            openid: &attempt.openid,
+            unionid: attempt.unionid.as_deref(),
+            session_key: &attempt.session_key,
+            nickname,
+            avatar_url,
+            login_count: 1,
+            created_at: attempt.now,
+            updated_at: attempt.now,
+            last_login_at: attempt.now,
+        })
+        .execute(conn)?;
         Ok(User {
             id,
             openid: attempt.openid.clone(),
