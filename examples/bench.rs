@@ -282,10 +282,13 @@ type Scenario<'a> = (&'static str, Box<dyn Fn() -> Run + 'a>);
 #[derive(Clone, Debug)]
 struct Run {
     errors: u64,
+    requests: u64,
     rps: f64,
     p50: Duration,
     p99: Duration,
     peak_rss_mib: f64,
+    /// CPU time (user + system) the serving process spent per request answered.
+    cpu_us_per_request: f64,
 }
 
 async fn drive(addr: &str, make: MakeRequest, seconds: f64) -> Run {
@@ -340,11 +343,42 @@ async fn drive(addr: &str, make: MakeRequest, seconds: f64) -> Run {
     };
     Run {
         errors: errors.load(Ordering::Relaxed),
+        requests: all.len() as u64,
         rps: all.len() as f64 / elapsed,
         p50: pick(0.5),
         p99: pick(0.99),
         peak_rss_mib: f64::NAN,
+        cpu_us_per_request: f64::NAN,
     }
+}
+
+/// CPU seconds (user + system) process `pid` has used so far, from /proc (in clock ticks,
+/// which Linux gives user space at 100 a second).
+fn proc_cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name, in parentheses, may hold spaces: count fields after it.
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    // utime and stime are the 14th and 15th fields; the 3rd is the first after the name.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Drives `make` against `target` and adds that process's peak RSS and CPU per request: the
+/// CPU figure holds far better than throughput on a shared machine, and tells a change to
+/// the product apart from a change in the machine's speed.
+fn measured(rt: &tokio::runtime::Runtime, target: &Proc, make: MakeRequest, seconds: f64) -> Run {
+    let cpu_before = proc_cpu_secs(target.pid());
+    let mut r = rt.block_on(drive(&target.addr, make, seconds));
+    r.cpu_us_per_request =
+        (proc_cpu_secs(target.pid()) - cpu_before) * 1e6 / (r.requests.max(1) as f64);
+    r.peak_rss_mib = proc_mib(target.pid(), "VmHWM");
+    r
 }
 
 fn median_run(mut runs: Vec<Run>) -> Run {
@@ -357,13 +391,14 @@ fn median_run(mut runs: Vec<Run>) -> Run {
 
 fn print_run(name: &str, run: &Run) {
     println!(
-        "{name:<16} {:>9.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  p99/p50 {:>4.1}  errors {:>3}  peak RSS {:>6.1} MiB",
+        "{name:<16} {:>9.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  p99/p50 {:>4.1}  errors {:>3}  peak RSS {:>6.1} MiB  CPU {:>5.1} us/req",
         run.rps,
         run.p50.as_secs_f64() * 1000.0,
         run.p99.as_secs_f64() * 1000.0,
         run.p99.as_secs_f64() / run.p50.as_secs_f64().max(1e-9),
         run.errors,
-        run.peak_rss_mib
+        run.peak_rss_mib,
+        run.cpu_us_per_request
     );
 }
 
@@ -658,17 +693,13 @@ fn main() {
         let make: MakeRequest = Arc::new(|c, s| {
             get(&format!("/sns/jscode2session?appid=a&secret=s&js_code=f{c}_{s}&grant_type=authorization_code"), "")
         });
-        let mut r = rt.block_on(drive(&fake.addr, make, seconds));
-        r.peak_rss_mib = proc_mib(fake.pid(), "VmHWM");
-        r
+        measured(&rt, &fake, make, seconds)
     })));
     scenarios.push((
         "floor-static",
         Box::new(|| {
             let make: MakeRequest = Arc::new(|_, _| get("/floor/static", ""));
-            let mut r = rt.block_on(drive(&floor.addr, make, seconds));
-            r.peak_rss_mib = proc_mib(floor.pid(), "VmHWM");
-            r
+            measured(&rt, &floor, make, seconds)
         }),
     ));
     scenarios.push((
@@ -678,9 +709,7 @@ fn main() {
             let make: MakeRequest = Arc::new(move |c, s| {
                 post_json("/floor/login", &format!(r#"{{"code":"fl{id}_{c}_{s}"}}"#))
             });
-            let mut r = rt.block_on(drive(&floor.addr, make, seconds));
-            r.peak_rss_mib = proc_mib(floor.pid(), "VmHWM");
-            r
+            measured(&rt, &floor, make, seconds)
         }),
     ));
 
@@ -695,9 +724,7 @@ fn main() {
                     &format!(r#"{{"code":"nu{id}_{c}_{s}","nickname":"新用户"}}"#),
                 )
             });
-            let mut r = rt.block_on(drive(&server.addr, make, seconds));
-            r.peak_rss_mib = proc_mib(server.pid(), "VmHWM");
-            r
+            measured(&rt, &server, make, seconds)
         }),
     ));
     scenarios.push((
@@ -708,9 +735,7 @@ fn main() {
                 let user = (c as u64 * 7919 + s) % RETURNING_USERS as u64;
                 post_json("/api/v1/login", &format!(r#"{{"code":"r{user}_{c}_{s}"}}"#))
             });
-            let mut r = rt.block_on(drive(&server.addr, make, seconds));
-            r.peak_rss_mib = proc_mib(server.pid(), "VmHWM");
-            r
+            measured(&rt, &server, make, seconds)
         }),
     ));
     scenarios.push((
@@ -723,9 +748,7 @@ fn main() {
                 let t = &tokens[(c * 131 + s as usize) % tokens.len()];
                 get("/api/v1/me", &format!("Authorization: Bearer {t}\r\n"))
             });
-            let mut r = rt.block_on(drive(&server.addr, make, seconds));
-            r.peak_rss_mib = proc_mib(server.pid(), "VmHWM");
-            r
+            measured(&rt, &server, make, seconds)
         }),
     ));
     scenarios.retain(|(name, _)| want(name));

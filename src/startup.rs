@@ -129,13 +129,15 @@ impl Application {
                 )
                 .wrap(from_fn(crate::telemetry::access_log))
                 .app_data(state.clone())
+                // The API first: actix tries routes in order, and matching a request against
+                // `/static/{name}` ran a regex on every login.
+                .configure(routes::api::configure)
                 .route("/healthz", web::get().to(routes::health::healthz))
                 .route("/static/{name}", web::get().to(routes::assets::static_file))
                 .route(
                     "/",
                     web::get().to(|| async { routes::admin::see_other("/admin") }),
                 )
-                .configure(routes::api::configure)
                 .service(
                     web::scope("/admin")
                         .wrap(sessions)
