@@ -183,16 +183,165 @@ impl User {
                 }
             }
         };
-        let page_ids = ordered(filtered(&matching, query.status), query.sort)
-            .select(users::id)
-            .limit(query.per_page)
-            .offset((query.page - 1).max(0) * query.per_page);
+        let offset = (query.page - 1).max(0) * query.per_page;
+        let page_ids = match (&matching, query.status) {
+            (Matching::Everyone, StatusFilter::Active) => {
+                active_page_ids(conn, query.sort, offset, query.per_page)?
+            }
+            _ => page_ids(
+                conn,
+                &matching,
+                query.status,
+                query.sort,
+                offset,
+                query.per_page,
+            )?,
+        };
         let users = ordered(users::table.into_boxed(), query.sort)
             .filter(users::id.eq_any(page_ids))
             .select(User::as_select())
             .load(conn)?;
         Ok(UserList { users, total, more })
     }
+}
+
+/// The ids of a page of the list, read the plain way: the rows it skips are read and checked
+/// against the filter.
+fn page_ids(
+    conn: &mut DbConnection,
+    matching: &Matching,
+    status: StatusFilter,
+    sort: UserSort,
+    offset: i64,
+    limit: i64,
+) -> QueryResult<Vec<i64>> {
+    ordered(filtered(matching, status), sort)
+        .select(users::id)
+        .limit(limit)
+        .offset(offset)
+        .load(conn)
+}
+
+impl UserSort {
+    /// The column the list is sorted on (ties go by id, the same way), and whether the
+    /// order is descending.
+    fn key(self) -> (&'static str, bool) {
+        match self {
+            UserSort::CreatedDesc => ("created_at", true),
+            UserSort::CreatedAsc => ("created_at", false),
+            UserSort::LastLoginDesc => ("last_login_at", true),
+            UserSort::LastLoginAsc => ("last_login_at", false),
+        }
+    }
+}
+
+/// The rows before the user `id` in `sort`'s order, or (`from`) that user and the rows after.
+///
+/// The user's sort key is read in SQL rather than bound from Rust, so the comparison is with
+/// the stored text itself, whatever form it was written in.
+fn around(q: BoxedUsers<'_>, sort: UserSort, id: i64, from: bool) -> BoxedUsers<'_> {
+    use diesel::dsl::sql;
+    use diesel::sql_types::{BigInt, Bool};
+    let (column, descending) = sort.key();
+    let (loose, strict, by_id) = match (descending != from, from) {
+        (true, true) => (">=", ">", ">="),
+        (true, false) => (">=", ">", ">"),
+        (false, true) => ("<=", "<", "<="),
+        (false, false) => ("<=", "<", "<"),
+    };
+    let anchor = format!("(SELECT {column} FROM users WHERE id = ");
+    q.filter(
+        sql::<Bool>(&format!("{column} {loose} {anchor}"))
+            .bind::<BigInt, _>(id)
+            .sql(&format!(") AND ({column} {strict} {anchor}"))
+            .bind::<BigInt, _>(id)
+            .sql(&format!(") OR id {by_id} "))
+            .bind::<BigInt, _>(id)
+            .sql(")"),
+    )
+}
+
+/// The id of the row `n` places on from the user `from` (from the top of the list when
+/// `None`), if the list goes that far. Reads the sort column's index alone.
+fn nth_row(
+    conn: &mut DbConnection,
+    sort: UserSort,
+    from: Option<i64>,
+    n: i64,
+) -> QueryResult<Option<i64>> {
+    let q = users::table.into_boxed();
+    let q = match from {
+        Some(id) => around(q, sort, id, true),
+        None => q,
+    };
+    ordered(q, sort)
+        .select(users::id)
+        .offset(n)
+        .limit(1)
+        .first(conn)
+        .optional()
+}
+
+/// Disabled users before the user `to` (and from the user `from` on, when given).
+fn disabled_between(
+    conn: &mut DbConnection,
+    sort: UserSort,
+    from: Option<i64>,
+    to: i64,
+) -> QueryResult<i64> {
+    let q = filtered(&Matching::Everyone, StatusFilter::Disabled);
+    let q = match from {
+        Some(id) => around(q, sort, id, true),
+        None => q,
+    };
+    around(q, sort, to, false).count().get_result(conn)
+}
+
+/// A page of the active users' list without checking the rows it skips.
+///
+/// Skipping `offset` active users the plain way reads each skipped row for its
+/// `disabled_at` (page 25,000 at a million users: 66 ms). Instead: go `offset` rows down the
+/// sort column's index, which holds the row ids and is read alone; count the disabled users
+/// passed on the partial index that holds only them; go on by as many rows as that count
+/// fell short, and again until no disabled user was among the rows just passed. With few
+/// disabled users that is a step or two. One read transaction, so every step sees the
+/// same list.
+fn active_page_ids(
+    conn: &mut DbConnection,
+    sort: UserSort,
+    offset: i64,
+    limit: i64,
+) -> QueryResult<Vec<i64>> {
+    conn.transaction(|conn| {
+        let Some(mut at) = nth_row(conn, sort, None, offset)? else {
+            return Ok(Vec::new());
+        };
+        // `position` rows come before `at`, `disabled` of them disabled.
+        let mut position = offset;
+        let mut disabled = disabled_between(conn, sort, None, at)?;
+        loop {
+            let short = offset - (position - disabled);
+            if short == 0 {
+                break;
+            }
+            let Some(next) = nth_row(conn, sort, Some(at), short)? else {
+                return Ok(Vec::new());
+            };
+            disabled += disabled_between(conn, sort, Some(at), next)?;
+            position += short;
+            at = next;
+        }
+        let from_here = around(
+            filtered(&Matching::Everyone, StatusFilter::Active),
+            sort,
+            at,
+            true,
+        );
+        ordered(from_here, sort)
+            .select(users::id)
+            .limit(limit)
+            .load(conn)
+    })
 }
 
 /// Figures for the dashboard.
@@ -266,7 +415,61 @@ impl DashboardStats {
 
 #[cfg(test)]
 mod tests {
-    use super::like_contains;
+    use super::*;
+    use diesel::connection::SimpleConnection;
+
+    #[test]
+    fn the_active_list_skips_to_the_same_page_as_checking_every_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = crate::db::connect(dir.path().join("c.db").to_str().unwrap()).unwrap();
+        let conn = &mut pool.get().unwrap();
+        // Ties in both sort columns, so the order by id counts; disabled users scattered,
+        // in runs, first and last, so a skip can land on one and pass several.
+        conn.batch_execute(
+            "WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < 240)
+             INSERT INTO users (id, openid, session_key, created_at, updated_at, last_login_at,
+                                disabled_at)
+             SELECT n, 'o' || n, 'k', datetime('2026-01-01', '+' || (n / 3) || ' seconds'),
+                    '2026-01-01 00:00:00',
+                    datetime('2026-01-01', '+' || ((n * 7) % 50) || ' seconds'),
+                    CASE WHEN n % 7 = 0 OR n BETWEEN 40 AND 60 OR n <= 3 OR n >= 230
+                         THEN '2026-02-01 00:00:00' END
+             FROM seq;",
+        )
+        .unwrap();
+        let active: i64 = users::table
+            .filter(users::disabled_at.is_null())
+            .count()
+            .get_result(conn)
+            .unwrap();
+        assert!(active > 150 && active < 200, "{active} active users");
+        for sort in [
+            UserSort::CreatedDesc,
+            UserSort::CreatedAsc,
+            UserSort::LastLoginDesc,
+            UserSort::LastLoginAsc,
+        ] {
+            for per_page in [1, 7, 20] {
+                for offset in (0..=active + per_page).step_by(per_page as usize) {
+                    let checked = page_ids(
+                        conn,
+                        &Matching::Everyone,
+                        StatusFilter::Active,
+                        sort,
+                        offset,
+                        per_page,
+                    )
+                    .unwrap();
+                    let skipped = active_page_ids(conn, sort, offset, per_page).unwrap();
+                    assert_eq!(
+                        skipped, checked,
+                        "{sort:?}, offset {offset}, {per_page} a page"
+                    );
+                    assert_eq!(checked.is_empty(), offset >= active);
+                }
+            }
+        }
+    }
 
     #[test]
     fn wildcards_in_a_search_term_match_literally() {

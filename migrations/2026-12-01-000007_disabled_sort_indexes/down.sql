@@ -1,0 +1,2 @@
+DROP INDEX users_disabled_last_login_at;
+DROP INDEX users_disabled_created_at;
