@@ -54,10 +54,15 @@ impl Proc {
                 }
             });
         }
-        let addr = rx
+        // Wrapped at once, so a process that never says where it listens is stopped too.
+        let mut proc = Proc {
+            child,
+            addr: String::new(),
+        };
+        proc.addr = rx
             .recv_timeout(Duration::from_secs(30))
             .expect("a benchmark process did not start listening");
-        Proc { child, addr }
+        proc
     }
 
     fn pid(&self) -> u32 {
