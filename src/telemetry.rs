@@ -12,6 +12,8 @@ use actix_web::http::header;
 use actix_web::middleware::Next;
 use tracing_subscriber::EnvFilter;
 
+use crate::db::time::push_digits;
+
 /// Sends logs to stderr, filtered by `RUST_LOG` (default `info`), through a [`LogBuffer`].
 /// Keep the returned guard for as long as the program logs: dropping it writes out what is
 /// still buffered.
@@ -321,16 +323,6 @@ impl AccessLine<'_> {
              method={} path={} status={} ms={} peer={} user_agent={} user={}",
             self.method, self.path, self.status, self.ms, self.peer, self.user_agent, self.user,
         );
-    }
-}
-
-/// Appends the last `width` decimal digits of `value`, zero-padded.
-fn push_digits(out: &mut Vec<u8>, mut value: u32, width: usize) {
-    let start = out.len();
-    out.resize(start + width, b'0');
-    for digit in out[start..].iter_mut().rev() {
-        *digit = b'0' + (value % 10) as u8;
-        value /= 10;
     }
 }
 

@@ -75,8 +75,8 @@ pub fn format(t: &NaiveDateTime) -> String {
     String::from_utf8(out).expect("only ASCII digits and separators")
 }
 
-/// Appends `value`'s last `width` decimal digits, zero-padded.
-fn push_digits(out: &mut Vec<u8>, mut value: u32, width: usize) {
+/// Appends `value`'s last `width` decimal digits, zero-padded (the access log's time too).
+pub(crate) fn push_digits(out: &mut Vec<u8>, mut value: u32, width: usize) {
     let start = out.len();
     out.resize(start + width, b'0');
     for slot in out[start..].iter_mut().rev() {
