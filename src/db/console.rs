@@ -121,14 +121,17 @@ fn exact_id_matches(conn: &mut DbConnection, term: &str) -> QueryResult<Vec<i64>
         .load(conn)
 }
 
-/// Up to `limit` users whose nickname contains `term`, from the trigram index; `None` when
-/// the index cannot answer (fewer than three characters, or LIKE wildcards in the term).
+/// Up to `limit` users whose nickname contains `term`, from the nickname indexes; `None`
+/// when they cannot answer (a term of three characters or more with LIKE wildcards in it).
 fn indexed_nickname_matches(
     conn: &mut DbConnection,
     term: &str,
     limit: i64,
 ) -> QueryResult<Option<Vec<i64>>> {
-    if term.chars().count() < 3 || term.contains(['%', '_', '\\']) {
+    if term.chars().count() < 3 {
+        return super::nickname_index::short_term_matches(conn, term, limit);
+    }
+    if term.contains(['%', '_', '\\']) {
         return Ok(None);
     }
     super::nickname_index::nickname_matches(conn, &like_contains(term), limit).map(Some)

@@ -19,6 +19,9 @@ pub use console::{
     like_contains, DashboardStats, StatusFilter, UserList, UserListQuery, UserSort,
     SEARCH_COUNT_CAP,
 };
+pub use nickname_index::{
+    index_everyone as index_nicknames_now, MOST_AT_ONCE as NICKNAMES_PER_BATCH,
+};
 pub use quick_reads::batch_on_this_thread as batch_quick_reads_on_this_thread;
 pub use sessions::DbSessionStore;
 pub use tokens::{StoredToken, TokenLookup};
@@ -64,7 +67,7 @@ impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SqlitePragmas {
     }
 }
 
-/// The settings every connection needs.
+/// The settings (and SQL functions) every connection needs.
 pub(crate) fn apply_connection_pragmas(conn: &mut DbConnection) -> diesel::QueryResult<()> {
     // synchronous=NORMAL in WAL mode: a commit survives a crash of the process (the WAL is
     // written before the reply), and only an OS crash or power cut can undo the last
@@ -73,7 +76,8 @@ pub(crate) fn apply_connection_pragmas(conn: &mut DbConnection) -> diesel::Query
         "PRAGMA busy_timeout = {BUSY_TIMEOUT_MS};
          PRAGMA synchronous = NORMAL;
          PRAGMA foreign_keys = ON;"
-    ))
+    ))?;
+    nickname_index::add_functions(conn)
 }
 
 /// Opens (creating when missing) the database at `database_url`, brings its schema up to
@@ -235,5 +239,51 @@ mod tests {
             "INSERT INTO users_nickname_fts (users_nickname_fts, rank) VALUES ('integrity-check', 1)",
         )
         .expect("the rebuilt nickname index matches the table");
+        // The one- and two-character index starts from nobody and catches up in batches:
+        // the same answers before and after.
+        for round in ["before the short-term index", "after it"] {
+            assert_eq!(found(&mut conn, "ko"), ["oOld1"], "{round}");
+            assert_eq!(found(&mut conn, "e"), ["oOld1", "oOld2"], "{round}");
+            nickname_index::index_everyone(&mut conn).unwrap();
+        }
+    }
+
+    #[test]
+    fn every_migration_reverts_and_applies_again_keeping_the_users() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = dir.path().join("down.db");
+        let url = url.to_str().unwrap();
+        drop(connect(url).unwrap());
+        let mut conn = DbConnection::establish(url).unwrap();
+        conn.batch_execute(
+            "INSERT INTO users (openid, session_key, nickname, login_count, created_at,
+                                updated_at, last_login_at)
+             VALUES ('oKept', 'k', '熊猫', 1, '2026-01-01 00:00:00', '2026-01-01 00:00:00',
+                     '2026-01-01 00:00:00')",
+        )
+        .unwrap();
+        nickname_index::index_everyone(&mut conn).unwrap();
+        // Down to the first migration (the users table itself stays), then up again.
+        let applied = conn.applied_migrations().unwrap().len();
+        for _ in 1..applied {
+            conn.revert_last_migration(MIGRATIONS).unwrap();
+        }
+        conn.run_pending_migrations(MIGRATIONS).unwrap();
+        let pool = connect(url).unwrap();
+        let mut conn = pool.get().unwrap();
+        nickname_index::index_everyone(&mut conn).unwrap();
+        let list = crate::db::models::User::list(
+            &mut conn,
+            &UserListQuery {
+                search: Some("猫".into()),
+                status: StatusFilter::All,
+                sort: UserSort::CreatedAsc,
+                page: 1,
+                per_page: 10,
+            },
+        )
+        .unwrap();
+        let openids: Vec<_> = list.users.into_iter().map(|u| u.openid).collect();
+        assert_eq!(openids, ["oKept"]);
     }
 }

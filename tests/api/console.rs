@@ -503,6 +503,75 @@ async fn a_nickname_search_follows_nickname_changes_and_ignores_case() {
     assert_eq!(listed_nicknames(&still.text), ["新名字 Koala"]);
 }
 
+/// Waits until the login writer has indexed every user's nickname for one- and
+/// two-character terms, renamed users included.
+async fn wait_for_the_short_term_index(app: &TestApp) {
+    #[derive(QueryableByName)]
+    struct Behind {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let started = std::time::Instant::now();
+    loop {
+        let behind = diesel::sql_query(
+            "SELECT (SELECT COALESCE(MAX(id), 0) FROM users) - pairs_indexed_through
+                    + (SELECT COUNT(*) FROM users_nickname_pairs_pending) AS n
+             FROM users_nickname_fts_progress",
+        )
+        .get_result::<Behind>(&mut app.db())
+        .unwrap();
+        if behind.n == 0 {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the short-term index never caught up"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn one_and_two_character_searches_find_users_before_and_after_indexing_and_follow_renames() {
+    let app = spawn_app().await;
+    let (_, token) = seed_user(&app, "oShortOne", "熊猫").await;
+    seed_user(&app, "oShortTwo", "小熊").await;
+    seed_user(&app, "oShortThree", "ab%c").await;
+    let browser = app.signed_in_browser().await;
+    let search = |term: &'static str| {
+        let browser = &browser;
+        async move {
+            let page = browser
+                .get(&format!(
+                    "/admin/users?{}",
+                    serde_urlencoded::to_string([("q", term)]).unwrap()
+                ))
+                .await;
+            assert_eq!(page.status, 200, "{}", page.text);
+            let mut names = listed_nicknames(&page.text);
+            names.sort();
+            names
+        }
+    };
+    for round in ["as they may still wait for the index", "once indexed"] {
+        assert_eq!(search("熊").await, ["小熊", "熊猫"], "{round}");
+        assert_eq!(search("熊猫").await, ["熊猫"], "{round}");
+        assert!(search("猫熊").await.is_empty(), "{round}");
+        assert_eq!(search("b%").await, ["ab%c"], "{round}");
+        assert_eq!(search("A").await, ["ab%c"], "{round}");
+        wait_for_the_short_term_index(&app).await;
+    }
+
+    let patched = app.patch_me(&token, json!({"nickname": "Koala"})).await;
+    assert_eq!(patched.status, 200, "{}", patched.text);
+    for round in ["just renamed", "renamed and indexed again"] {
+        assert_eq!(search("熊").await, ["小熊"], "{round}");
+        assert!(search("猫").await.is_empty(), "{round}");
+        assert_eq!(search("ko").await, ["Koala"], "{round}");
+        wait_for_the_short_term_index(&app).await;
+    }
+}
+
 #[tokio::test]
 async fn a_search_matching_more_users_than_it_counts_says_more_than_and_still_pages_in_order() {
     let app = spawn_app().await;

@@ -1,0 +1,5 @@
+DROP TRIGGER users_nickname_pairs_delete;
+DROP TRIGGER users_nickname_pairs_update;
+DROP TABLE users_nickname_pairs_pending;
+ALTER TABLE users_nickname_fts_progress DROP COLUMN pairs_indexed_through;
+DROP TABLE users_nickname_pairs;
