@@ -180,6 +180,41 @@ mod tests {
     /// The migrations before tokens moved onto logins and nicknames were indexed in batches.
     const BEFORE_TOKENS_ON_LOGINS: usize = 3;
 
+    #[derive(diesel::QueryableByName)]
+    struct CompileOption {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        compile_options: String,
+    }
+
+    #[test]
+    fn sqlite_is_built_without_the_locks_this_server_never_needs() {
+        // The options come from .cargo/config.toml; a build that lost them still works,
+        // only slower, so nothing else would notice.
+        let mut conn = DbConnection::establish(":memory:").unwrap();
+        let options: Vec<String> = diesel::sql_query("PRAGMA compile_options")
+            .load::<CompileOption>(&mut conn)
+            .unwrap()
+            .into_iter()
+            .map(|o| o.compile_options)
+            .collect();
+        for wanted in [
+            "DEFAULT_MEMSTATUS=0",
+            "OMIT_SHARED_CACHE",
+            "OMIT_PROGRESS_CALLBACK",
+        ] {
+            assert!(
+                options.iter().any(|o| o == wanted),
+                "SQLite was built without {wanted}: {options:?}"
+            );
+        }
+        assert!(
+            !options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"),
+            "SQLite was built with one page cache for all connections: {options:?}"
+        );
+        // Still the features the schema needs.
+        assert!(options.iter().any(|o| o == "ENABLE_FTS5"), "{options:?}");
+    }
+
     #[test]
     fn upgrading_keeps_users_their_earlier_tokens_and_their_place_in_search() {
         let dir = tempfile::tempdir().unwrap();
