@@ -119,18 +119,9 @@ fn hex_string(bytes: &[u8]) -> String {
     out
 }
 
-/// Appends `n` in decimal (`write!` through `core::fmt` costs several times as much).
-fn push_decimal(out: &mut String, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
+/// Appends `n` in decimal.
+fn push_decimal(out: &mut String, n: u64) {
+    let (digits, at) = crate::db::time::decimal_digits(n);
     out.extend(digits[at..].iter().map(|&d| char::from(d)));
 }
 

@@ -75,6 +75,21 @@ pub fn format(t: &NaiveDateTime) -> String {
     String::from_utf8(out).expect("only ASCII digits and separators")
 }
 
+/// `n` in decimal without `core::fmt` (which costs several times as much): a buffer and
+/// where in it the digits start (the token's login id, the access log's figures).
+pub(crate) fn decimal_digits(mut n: u64) -> ([u8; 20], usize) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return (digits, at);
+        }
+    }
+}
+
 /// Appends `value`'s last `width` decimal digits, zero-padded (the access log's time too).
 pub(crate) fn push_digits(out: &mut Vec<u8>, mut value: u32, width: usize) {
     let start = out.len();

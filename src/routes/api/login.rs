@@ -77,7 +77,7 @@ async fn login(
     let token_secret = crate::auth::TokenSecret::generate();
     let now = crate::db::now();
     let expires_at = now + state.token_ttl;
-    let ip = client.map(|a| a.to_string());
+    let ip = client.map(crate::telemetry::ip_text);
     let user_agent = req
         .headers()
         .get(header::USER_AGENT)
