@@ -294,6 +294,9 @@ struct Run {
     peak_rss_mib: f64,
     /// CPU time (user + system) the serving process spent per request answered.
     cpu_us_per_request: f64,
+    /// Share of the machine's CPU time nobody used during the run (idle or waiting for the
+    /// disk): above a few percent, something waited rather than computed.
+    idle_share: f64,
 }
 
 async fn drive(addr: &str, make: MakeRequest, seconds: f64) -> Run {
@@ -354,6 +357,7 @@ async fn drive(addr: &str, make: MakeRequest, seconds: f64) -> Run {
         p99: pick(0.99),
         peak_rss_mib: f64::NAN,
         cpu_us_per_request: f64::NAN,
+        idle_share: f64::NAN,
     }
 }
 
@@ -377,9 +381,31 @@ fn proc_cpu_secs(pid: u32) -> f64 {
 /// Drives `make` against `target` and adds that process's peak RSS and CPU per request: the
 /// CPU figure holds far better than throughput on a shared machine, and tells a change to
 /// the product apart from a change in the machine's speed.
+/// The machine's (idle + iowait, total) CPU time so far, from the first line of /proc/stat.
+fn machine_idle_and_total() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let times: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...: guests are counted in user already.
+    let total = times.iter().take(8).sum();
+    (
+        times.get(3).unwrap_or(&0.0) + times.get(4).unwrap_or(&0.0),
+        total,
+    )
+}
+
 fn measured(rt: &tokio::runtime::Runtime, target: &Proc, make: MakeRequest, seconds: f64) -> Run {
     let cpu_before = proc_cpu_secs(target.pid());
+    let (idle_before, total_before) = machine_idle_and_total();
     let mut r = rt.block_on(drive(&target.addr, make, seconds));
+    let (idle_after, total_after) = machine_idle_and_total();
+    r.idle_share = (idle_after - idle_before) / (total_after - total_before).max(1.0);
     r.cpu_us_per_request =
         (proc_cpu_secs(target.pid()) - cpu_before) * 1e6 / (r.requests.max(1) as f64);
     r.peak_rss_mib = proc_mib(target.pid(), "VmHWM");
@@ -396,14 +422,15 @@ fn median_run(mut runs: Vec<Run>) -> Run {
 
 fn print_run(name: &str, run: &Run) {
     println!(
-        "{name:<16} {:>9.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  p99/p50 {:>4.1}  errors {:>3}  peak RSS {:>6.1} MiB  CPU {:>5.1} us/req",
+        "{name:<16} {:>9.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  p99/p50 {:>4.1}  errors {:>3}  peak RSS {:>6.1} MiB  CPU {:>5.1} us/req  idle {:>3.0}%",
         run.rps,
         run.p50.as_secs_f64() * 1000.0,
         run.p99.as_secs_f64() * 1000.0,
         run.p99.as_secs_f64() / run.p50.as_secs_f64().max(1e-9),
         run.errors,
         run.peak_rss_mib,
-        run.cpu_us_per_request
+        run.cpu_us_per_request,
+        run.idle_share * 100.0
     );
 }
 
