@@ -378,9 +378,6 @@ fn proc_cpu_secs(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-/// Drives `make` against `target` and adds that process's peak RSS and CPU per request: the
-/// CPU figure holds far better than throughput on a shared machine, and tells a change to
-/// the product apart from a change in the machine's speed.
 /// The machine's (idle + iowait, total) CPU time so far, from the first line of /proc/stat.
 fn machine_idle_and_total() -> (f64, f64) {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
@@ -400,6 +397,9 @@ fn machine_idle_and_total() -> (f64, f64) {
     )
 }
 
+/// Drives `make` against `target` and adds that process's peak RSS and CPU per request: the
+/// CPU figure holds far better than throughput on a shared machine, and tells a change to
+/// the product apart from a change in the machine's speed.
 fn measured(rt: &tokio::runtime::Runtime, target: &Proc, make: MakeRequest, seconds: f64) -> Run {
     let cpu_before = proc_cpu_secs(target.pid());
     let (idle_before, total_before) = machine_idle_and_total();
