@@ -295,13 +295,18 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 
+    /// An empty state whose current generation began at `start`.
+    fn state_since(start: Instant) -> State {
+        State {
+            recent_since: start,
+            ..State::default()
+        }
+    }
+
     #[test]
     fn an_exchanged_code_is_remembered_for_one_to_two_periods_then_forgotten() {
         let start = Instant::now();
-        let mut state = State {
-            recent_since: start,
-            ..State::default()
-        };
+        let mut state = state_since(start);
         state.remember(7, start);
         assert!(state.was_exchanged(7, start + Duration::from_secs(1)));
         assert!(!state.was_exchanged(8, start + Duration::from_secs(1)));
@@ -314,10 +319,7 @@ mod tests {
     #[test]
     fn a_burst_of_codes_rotates_early_so_memory_stays_bounded_and_the_latest_are_remembered() {
         let start = Instant::now();
-        let mut state = State {
-            recent_since: start,
-            ..State::default()
-        };
+        let mut state = state_since(start);
         let codes = MOST_REMEMBERED_PER_GENERATION as u64 * 5 + 17;
         for key in 0..codes {
             // All within one second: time alone would never rotate.
