@@ -1,7 +1,11 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::login_statements::{InsertLogin, InsertUser, ReturningLoginUpdate, UserByOpenid};
+use std::collections::HashMap;
+
+use super::login_statements::{
+    insert_all, InsertLogin, InsertUser, ReturningLoginUpdate, UserByOpenid,
+};
 use super::models::{IssuedToken, Login, NewLogin, NewUser, User};
 use super::schema::{logins, users};
 use super::time::DbTime;
@@ -109,6 +113,122 @@ impl NextIds {
     }
 }
 
+/// The logins of one write transaction. Users and logins are inserted together when the
+/// batch finishes, a few statements for all of them (see
+/// [`insert_all`](super::login_statements::insert_all)); a user created earlier in the
+/// batch is updated in memory until then.
+pub struct LoginBatch<'a> {
+    ids: NextIds,
+    /// Users this batch creates, as they will be stored.
+    new_users: Vec<User>,
+    /// Where each of `new_users` is, by openid.
+    new_user_at: HashMap<&'a str, usize>,
+    logins: Vec<NewLogin<'a>>,
+}
+
+impl<'a> LoginBatch<'a> {
+    /// Starts a batch; call it inside the write transaction that [`Self::finish`]es it.
+    pub fn begin(conn: &mut DbConnection) -> QueryResult<Self> {
+        Ok(Self {
+            ids: NextIds::read(conn)?,
+            new_users: Vec::new(),
+            new_user_at: HashMap::new(),
+            logins: Vec::new(),
+        })
+    }
+
+    /// Records `attempt`: reads its user and updates it when it exists, leaves the user
+    /// (when new) and the login for [`Self::finish`]. On error the caller must roll back.
+    pub fn record(
+        &mut self,
+        conn: &mut DbConnection,
+        attempt: &'a LoginAttempt,
+    ) -> QueryResult<LoginOutcome> {
+        let (user, is_new) = if let Some(&at) = self.new_user_at.get(attempt.openid.as_str()) {
+            // Logged in twice in one batch (two codes, say): the row is not written yet.
+            let (user, _) = User::after_login(&self.new_users[at], attempt);
+            self.new_users[at] = user.clone();
+            (user, false)
+        } else {
+            match super::unique(UserByOpenid::new(&attempt.openid).load::<User>(conn))? {
+                Some(existing) if existing.is_disabled() => return Ok(LoginOutcome::Disabled),
+                Some(existing) => (User::update_on_login(conn, &existing, attempt)?, false),
+                None => {
+                    let user = new_user(attempt, self.ids.take_user());
+                    self.new_user_at
+                        .insert(&attempt.openid, self.new_users.len());
+                    self.new_users.push(user.clone());
+                    (user, true)
+                }
+            }
+        };
+        let login_id = self.ids.take_login();
+        self.logins.push(NewLogin {
+            id: login_id,
+            user_id: user.id,
+            logged_in_at: attempt.now,
+            ip: attempt.ip.as_deref(),
+            user_agent: attempt.user_agent.as_deref(),
+            token_hash: &attempt.token_hash,
+            token_expires_at: attempt.token_expires_at,
+        });
+        Ok(LoginOutcome::LoggedIn {
+            user: Box::new(user),
+            login_id,
+            is_new,
+        })
+    }
+
+    /// Inserts the batch's new users, then its logins (which refer to them).
+    ///
+    /// Where several rows of a kind go in one statement, a failure has SQLite roll back the
+    /// whole transaction at once (see [`InsertRows`](super::login_statements::InsertRows)):
+    /// batches of several logins belong in a transaction whose owner expects that, as the
+    /// login writer's does. A batch of one login, as in [`User::record_login`], inserts one
+    /// row of each kind, which fails like any statement.
+    pub fn finish(self, conn: &mut DbConnection) -> QueryResult<()> {
+        let users: Vec<NewUser> = self
+            .new_users
+            .iter()
+            .map(|user| NewUser {
+                id: user.id,
+                openid: &user.openid,
+                unionid: user.unionid.as_deref(),
+                session_key: &user.session_key,
+                nickname: user.nickname.as_deref(),
+                avatar_url: user.avatar_url.as_deref(),
+                login_count: user.login_count,
+                created_at: user.created_at,
+                updated_at: user.updated_at,
+                last_login_at: user.last_login_at,
+            })
+            .collect();
+        let users: Vec<InsertUser> = users.iter().map(InsertUser::new).collect();
+        insert_all(conn, &users)?;
+        let logins: Vec<InsertLogin> = self.logins.iter().map(InsertLogin::new).collect();
+        insert_all(conn, &logins)
+    }
+}
+
+/// The user a first login creates, with id `id`. The row is built here from what is
+/// inserted rather than read back: reading it back cost more than writing it.
+fn new_user(attempt: &LoginAttempt, id: i64) -> User {
+    User {
+        id,
+        openid: attempt.openid.clone(),
+        unionid: attempt.unionid.clone(),
+        session_key: attempt.session_key.clone(),
+        nickname: attempt.nickname.as_ref().map(|n| n.as_str().to_owned()),
+        avatar_url: attempt.avatar_url.as_ref().map(|a| a.as_str().to_owned()),
+        disabled_at: None,
+        disabled_reason: None,
+        login_count: 1,
+        created_at: attempt.now,
+        updated_at: attempt.now,
+        last_login_at: attempt.now,
+    }
+}
+
 impl User {
     /// The user with this id.
     pub fn find(conn: &mut DbConnection, id: i64) -> QueryResult<Option<User>> {
@@ -136,79 +256,34 @@ impl User {
         // in between; taking the lock first makes concurrent logins wait their turn (the
         // busy timeout), and makes "look up, then insert" atomic for racing first logins.
         conn.immediate_transaction(|conn| {
-            let mut ids = NextIds::read(conn)?;
-            Self::record_login_in_transaction(conn, attempt, &mut ids)
+            let mut batch = LoginBatch::begin(conn)?;
+            let outcome = batch.record(conn, attempt)?;
+            batch.finish(conn)?;
+            Ok(outcome)
         })
     }
 
-    /// [`User::record_login`]'s work, for a caller that already holds a write transaction
-    /// (the login writer's batch) and read `ids` in it. On error the caller must roll back
-    /// what this did.
-    pub fn record_login_in_transaction(
-        conn: &mut DbConnection,
-        attempt: &LoginAttempt,
-        ids: &mut NextIds,
-    ) -> QueryResult<LoginOutcome> {
-        let existing = super::unique(UserByOpenid::new(&attempt.openid).load::<User>(conn))?;
-        let (user, is_new) = match existing {
-            Some(existing) if existing.is_disabled() => return Ok(LoginOutcome::Disabled),
-            Some(existing) => (Self::update_on_login(conn, &existing, attempt)?, false),
-            None => (Self::insert_on_login(conn, attempt, ids.take_user())?, true),
-        };
-        let login_id = ids.take_login();
-        InsertLogin::new(&NewLogin {
-            id: login_id,
-            user_id: user.id,
-            logged_in_at: attempt.now,
-            ip: attempt.ip.as_deref(),
-            user_agent: attempt.user_agent.as_deref(),
-            token_hash: &attempt.token_hash,
-            token_expires_at: attempt.token_expires_at,
-        })
-        .execute(conn)?;
-        Ok(LoginOutcome::LoggedIn {
-            user: Box::new(user),
-            login_id,
-            is_new,
-        })
-    }
-
-    /// Creates the user with id `id`. The row is built here from what was inserted rather
-    /// than read back: reading it back cost more than writing it.
-    fn insert_on_login(
-        conn: &mut DbConnection,
-        attempt: &LoginAttempt,
-        id: i64,
-    ) -> QueryResult<User> {
-        let nickname = attempt.nickname.as_ref().map(Nickname::as_str);
-        let avatar_url = attempt.avatar_url.as_ref().map(AvatarUrl::as_str);
-        InsertUser::new(&NewUser {
-            id,
-            openid: &attempt.openid,
-            unionid: attempt.unionid.as_deref(),
-            session_key: &attempt.session_key,
-            nickname,
-            avatar_url,
-            login_count: 1,
-            created_at: attempt.now,
-            updated_at: attempt.now,
-            last_login_at: attempt.now,
-        })
-        .execute(conn)?;
-        Ok(User {
-            id,
-            openid: attempt.openid.clone(),
-            unionid: attempt.unionid.clone(),
-            session_key: attempt.session_key.clone(),
-            nickname: nickname.map(str::to_owned),
-            avatar_url: avatar_url.map(str::to_owned),
-            disabled_at: None,
-            disabled_reason: None,
-            login_count: 1,
-            created_at: attempt.now,
-            updated_at: attempt.now,
-            last_login_at: attempt.now,
-        })
+    /// The user a returning login leaves, from `existing` as stored before it, and the
+    /// nickname to set when the login changes it.
+    fn after_login<'a>(existing: &User, attempt: &'a LoginAttempt) -> (User, Option<&'a str>) {
+        let mut user = existing.clone();
+        if let Some(unionid) = &attempt.unionid {
+            user.unionid = Some(unionid.clone());
+        }
+        if let Some(avatar_url) = &attempt.avatar_url {
+            user.avatar_url = Some(avatar_url.as_str().to_owned());
+        }
+        user.session_key.clone_from(&attempt.session_key);
+        // Exact: the write transaction holds the lock since `existing` was read.
+        user.login_count += 1;
+        user.updated_at = attempt.now;
+        user.last_login_at = attempt.now;
+        let nickname = nickname_to_store(existing.nickname.as_deref(), attempt.nickname.as_ref())
+            .filter(|n| existing.nickname.as_deref() != Some(*n));
+        if let Some(nickname) = nickname {
+            user.nickname = Some(nickname.to_owned());
+        }
+        (user, nickname)
     }
 
     /// Records a returning login on `existing` (read in this transaction) and returns the row
@@ -218,18 +293,7 @@ impl User {
         existing: &User,
         attempt: &LoginAttempt,
     ) -> QueryResult<User> {
-        let mut user = existing.clone();
-        if let Some(unionid) = &attempt.unionid {
-            user.unionid = Some(unionid.clone());
-        }
-        if let Some(avatar_url) = &attempt.avatar_url {
-            user.avatar_url = Some(avatar_url.as_str().to_owned());
-        }
-        user.session_key = attempt.session_key.clone();
-        // Exact: this transaction holds the write lock since it read `existing`.
-        user.login_count += 1;
-        user.updated_at = attempt.now;
-        user.last_login_at = attempt.now;
+        let (user, nickname) = Self::after_login(existing, attempt);
         ReturningLoginUpdate {
             id: user.id,
             unionid: user.unionid.as_deref(),
@@ -239,12 +303,10 @@ impl User {
             now: DbTime(attempt.now),
         }
         .execute(conn)?;
-        let nickname = nickname_to_store(existing.nickname.as_deref(), attempt.nickname.as_ref());
-        if let Some(nickname) = nickname.filter(|n| existing.nickname.as_deref() != Some(*n)) {
+        if let Some(nickname) = nickname {
             diesel::update(users::table.find(user.id))
                 .set(users::nickname.eq(nickname))
                 .execute(conn)?;
-            user.nickname = Some(nickname.to_owned());
         }
         Ok(user)
     }

@@ -20,7 +20,7 @@ use diesel::{Connection, QueryResult, QueryableByName, RunQueryDsl};
 
 use super::models::User;
 use super::nickname_index::{self, Backlog};
-use super::users::{LoginAttempt, LoginOutcome, NextIds};
+use super::users::{LoginAttempt, LoginBatch, LoginOutcome};
 use super::DbConnection;
 
 /// Most logins committed in one transaction.
@@ -418,18 +418,26 @@ fn commit_together(
     // Not `immediate_transaction`: diesel runs BEGIN and COMMIT through sqlite3_exec, which
     // compiles them anew every time (about 1 µs a login in the profile); these stay prepared.
     Transaction::BeginImmediate.execute(conn)?;
-    let outcomes = NextIds::read(conn).and_then(|mut ids| {
-        logins
+    let outcomes = LoginBatch::begin(conn).and_then(|mut batch| {
+        let outcomes = logins
             .iter()
-            .map(|login| User::record_login_in_transaction(conn, login, &mut ids))
-            .collect::<QueryResult<Vec<_>>>()
+            .map(|login| batch.record(conn, login))
+            .collect::<QueryResult<Vec<_>>>()?;
+        batch.finish(conn)?;
+        Ok(outcomes)
     });
     match outcomes.and_then(|outcomes| Transaction::Commit.execute(conn).map(|_| outcomes)) {
         Ok(outcomes) => Ok(outcomes),
         Err(e) => {
-            // A failed COMMIT can leave the transaction open too.
-            if let Err(rollback) = Transaction::Rollback.execute(conn) {
-                tracing::warn!(error = %rollback, "rolling back a failed batch of logins failed");
+            // A failed COMMIT can leave the transaction open too. A failed INSERT OR
+            // ROLLBACK (see `InsertRows`) has ended it already.
+            match Transaction::Rollback.execute(conn) {
+                Err(diesel::result::Error::DatabaseError(_, info))
+                    if info.message().contains("no transaction is active") => {}
+                Err(rollback) => {
+                    tracing::warn!(error = %rollback, "rolling back a failed batch of logins failed")
+                }
+                Ok(_) => {}
             }
             Err(e)
         }
@@ -522,6 +530,57 @@ mod tests {
             "the second oA is a returning login"
         );
         assert_eq!(users(&mut conn), ["oA", "oB"]);
+        let oa = User::find_by_openid(&mut conn, "oA").unwrap().unwrap();
+        assert_eq!(
+            oa.login_count, 2,
+            "oA's row is written once, with both logins"
+        );
+        let oa_logins: i64 = crate::db::schema::logins::table
+            .filter(crate::db::schema::logins::user_id.eq(oa.id))
+            .count()
+            .get_result(&mut conn)
+            .unwrap();
+        assert_eq!(oa_logins, 2);
+    }
+
+    #[test]
+    fn a_batch_whose_rows_conflict_is_undone_whole_and_then_committed_login_by_login() {
+        let (_dir, pool) = fresh_database();
+        let mut conn = pool.get().unwrap();
+        record_batch(&mut conn, &[login("oOld", "h0")])[0]
+            .as_ref()
+            .unwrap();
+        // Two new users that cannot both be stored: the batch's INSERT of them fails after
+        // the batch has already updated oOld.
+        conn.batch_execute("CREATE UNIQUE INDEX one_per_key ON users (session_key)")
+            .unwrap();
+        let mut second = login("oP2", "h3");
+        second.session_key = "shared".into();
+        let mut first = login("oP1", "h2");
+        first.session_key = "shared".into();
+        let results = record_batch(&mut conn, &[login("oOld", "h1"), first, second]);
+        assert!(results[0].is_ok() && results[1].is_ok());
+        assert!(
+            results[2].as_ref().is_err_and(|e| e.contains("UNIQUE")),
+            "{:?}",
+            results[2].as_ref().err()
+        );
+        assert_eq!(users(&mut conn), ["oOld", "oP1"]);
+        let old = User::find_by_openid(&mut conn, "oOld").unwrap().unwrap();
+        assert_eq!(
+            old.login_count, 2,
+            "the failed batch's update of oOld was undone with it, so it counts once"
+        );
+        let logins: i64 = crate::db::schema::logins::table
+            .count()
+            .get_result(&mut conn)
+            .unwrap();
+        assert_eq!(logins, 3, "oOld twice and oP1");
+        // The connection still works, outside any transaction.
+        let mut after = login("oAfter", "h4");
+        after.session_key = "another".into();
+        let after = record_batch(&mut conn, &[after]);
+        assert!(after[0].is_ok(), "{:?}", after[0].as_ref().err());
     }
 
     #[tokio::test]
