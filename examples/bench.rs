@@ -814,7 +814,10 @@ fn main() {
             runs.push(scenario());
         }
     }
+    // Each round's throughputs, by scenario, for the ratios round by round.
+    let mut per_round: Vec<(&str, Vec<f64>)> = Vec::new();
     for ((name, _), runs) in scenarios.iter().zip(rounds) {
+        per_round.push((name, runs.iter().map(|r| r.rps).collect()));
         let r = median_run(runs);
         print_run(name, &r);
         results.push((name, r));
@@ -848,7 +851,21 @@ fn main() {
         ("floor-login", "fake-wechat"),
     ] {
         if let (Some(x), Some(y)) = (find(a), find(b)) {
-            println!("ratio {a}/{b}: {:.2}", x / y);
+            // Also each round's own ratio: a scenario and its floor ran minutes apart at
+            // most, so these show how far the machine's drift moves the ratio.
+            let rounds = |n: &str| per_round.iter().find(|(name, _)| *name == n);
+            let spread = match (rounds(a), rounds(b)) {
+                (Some((_, xs)), Some((_, ys))) if xs.len() > 1 => {
+                    let each: Vec<String> = xs
+                        .iter()
+                        .zip(ys)
+                        .map(|(x, y)| format!("{:.2}", x / y))
+                        .collect();
+                    format!("  (round by round: {})", each.join(" "))
+                }
+                _ => String::new(),
+            };
+            println!("ratio {a}/{b}: {:.2}{spread}", x / y);
         }
     }
     // A minute of new users, for memory: a round lasts seconds, too short for memory that
