@@ -8,13 +8,14 @@
 //! SQLite's own work on the rows. These statements have a fixed text, say once that they
 //! may stay prepared, and bind their values directly. Plain SQL that PostgreSQL takes too.
 
+use chrono::NaiveDateTime;
 use diesel::expression::SelectableHelper;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::{BigInt, Nullable, Text, Timestamp};
 use diesel::{QueryResult, RunQueryDsl};
 
 use super::models::{NewLogin, NewUser, User};
-use super::time::DbTime;
+use super::time::TimeText;
 use super::{DbBackend, DbConnection};
 
 /// Marks a statement whose text never varies: diesel finds it prepared by its type alone,
@@ -72,20 +73,31 @@ fixed_statement!(UserByOpenid);
 /// `INSERT` a new user, every column given (`None` as NULL).
 pub struct InsertUser<'a> {
     user: &'a NewUser<'a>,
-    created_at: DbTime,
-    updated_at: DbTime,
-    last_login_at: DbTime,
+    created_at: TimeText,
+    updated_at: TimeText,
+    last_login_at: TimeText,
 }
 
 impl<'a> InsertUser<'a> {
     /// The statement that inserts `user`.
     pub fn new(user: &'a NewUser<'a>) -> Self {
+        let created_at = TimeText::new(&user.created_at);
         Self {
             user,
-            created_at: DbTime(user.created_at),
-            updated_at: DbTime(user.updated_at),
-            last_login_at: DbTime(user.last_login_at),
+            // A new user's three times are one login's time: formatted once.
+            updated_at: same_or_new(&created_at, user.created_at, user.updated_at),
+            last_login_at: same_or_new(&created_at, user.created_at, user.last_login_at),
+            created_at,
         }
+    }
+}
+
+/// `text` (the formatting of `time`) again when `other` is the same time, else `other`'s.
+fn same_or_new(text: &TimeText, time: NaiveDateTime, other: NaiveDateTime) -> TimeText {
+    if other == time {
+        text.clone()
+    } else {
+        TimeText::new(&other)
     }
 }
 
@@ -137,8 +149,8 @@ fixed_statement!(InsertUser);
 /// `INSERT` a login, every column given (`None` as NULL).
 pub struct InsertLogin<'a> {
     login: &'a NewLogin<'a>,
-    logged_in_at: DbTime,
-    token_expires_at: DbTime,
+    logged_in_at: TimeText,
+    token_expires_at: TimeText,
 }
 
 impl<'a> InsertLogin<'a> {
@@ -146,8 +158,8 @@ impl<'a> InsertLogin<'a> {
     pub fn new(login: &'a NewLogin<'a>) -> Self {
         Self {
             login,
-            logged_in_at: DbTime(login.logged_in_at),
-            token_expires_at: DbTime(login.token_expires_at),
+            logged_in_at: TimeText::new(&login.logged_in_at),
+            token_expires_at: TimeText::new(&login.token_expires_at),
         }
     }
 }
@@ -325,7 +337,7 @@ pub struct ReturningLoginUpdate<'a> {
     /// The count, this login included.
     pub login_count: i64,
     /// The time of the login.
-    pub now: DbTime,
+    pub now: TimeText,
 }
 
 impl QueryFragment<DbBackend> for ReturningLoginUpdate<'_> {

@@ -8,7 +8,7 @@ use super::login_statements::{
 };
 use super::models::{IssuedToken, Login, NewLogin, NewUser, User};
 use super::schema::{logins, users};
-use super::time::DbTime;
+use super::time::TimeText;
 use super::DbConnection;
 use crate::domain::{AvatarUrl, Nickname, PLACEHOLDER_NICKNAME};
 
@@ -300,7 +300,7 @@ impl User {
             session_key: &user.session_key,
             avatar_url: user.avatar_url.as_deref(),
             login_count: user.login_count,
-            now: DbTime(attempt.now),
+            now: TimeText::new(&attempt.now),
         }
         .execute(conn)?;
         if let Some(nickname) = nickname {
