@@ -297,6 +297,9 @@ struct Run {
     /// Share of the machine's CPU time nobody used during the run (idle or waiting for the
     /// disk): above a few percent, something waited rather than computed.
     idle_share: f64,
+    /// That CPU time per request by thread name (the kernel's first 15 characters, so the
+    /// workers share one), most first: which stage a change moved.
+    threads: Vec<(String, f64)>,
 }
 
 async fn drive(addr: &str, make: MakeRequest, seconds: f64) -> Run {
@@ -358,13 +361,35 @@ async fn drive(addr: &str, make: MakeRequest, seconds: f64) -> Run {
         peak_rss_mib: f64::NAN,
         cpu_us_per_request: f64::NAN,
         idle_share: f64::NAN,
+        threads: Vec::new(),
     }
 }
 
 /// CPU seconds (user + system) process `pid` has used so far, from /proc (in clock ticks,
 /// which Linux gives user space at 100 a second).
 fn proc_cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat_cpu_secs(&format!("/proc/{pid}/stat"))
+}
+
+/// CPU seconds so far of each of process `pid`'s threads, summed by thread name.
+fn thread_cpu_secs(pid: u32) -> std::collections::BTreeMap<String, f64> {
+    let mut by_name = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return by_name;
+    };
+    for task in tasks.flatten() {
+        let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        let secs = stat_cpu_secs(&task.path().join("stat").to_string_lossy());
+        if secs.is_finite() {
+            *by_name.entry(name.trim().to_owned()).or_insert(0.0) += secs;
+        }
+    }
+    by_name
+}
+
+/// User + system CPU seconds in a /proc `stat` file.
+fn stat_cpu_secs(path: &str) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
     // The command name, in parentheses, may hold spaces: count fields after it.
     let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
     let fields: Vec<&str> = after_name.split_whitespace().collect();
@@ -402,12 +427,23 @@ fn machine_idle_and_total() -> (f64, f64) {
 /// the product apart from a change in the machine's speed.
 fn measured(rt: &tokio::runtime::Runtime, target: &Proc, make: MakeRequest, seconds: f64) -> Run {
     let cpu_before = proc_cpu_secs(target.pid());
+    let threads_before = thread_cpu_secs(target.pid());
     let (idle_before, total_before) = machine_idle_and_total();
     let mut r = rt.block_on(drive(&target.addr, make, seconds));
     let (idle_after, total_after) = machine_idle_and_total();
     r.idle_share = (idle_after - idle_before) / (total_after - total_before).max(1.0);
-    r.cpu_us_per_request =
-        (proc_cpu_secs(target.pid()) - cpu_before) * 1e6 / (r.requests.max(1) as f64);
+    let per_request = 1e6 / (r.requests.max(1) as f64);
+    r.cpu_us_per_request = (proc_cpu_secs(target.pid()) - cpu_before) * per_request;
+    // Threads that ended during the run are missing here (the process figure has them).
+    r.threads = thread_cpu_secs(target.pid())
+        .into_iter()
+        .map(|(name, after)| {
+            let before = threads_before.get(&name).copied().unwrap_or(0.0);
+            (name, (after - before) * per_request)
+        })
+        .filter(|(_, us)| *us >= 0.5)
+        .collect();
+    r.threads.sort_by(|a, b| b.1.total_cmp(&a.1));
     r.peak_rss_mib = proc_mib(target.pid(), "VmHWM");
     r
 }
@@ -445,6 +481,14 @@ fn print_run(name: &str, run: &Run) {
         run.cpu_us_per_request,
         run.idle_share * 100.0
     );
+    if run.threads.len() > 1 {
+        let each: Vec<String> = run
+            .threads
+            .iter()
+            .map(|(name, us)| format!("{name} {us:.1}"))
+            .collect();
+        println!("{:<16} CPU us/req by thread: {}", "", each.join(", "));
+    }
 }
 
 // ---------------------------------------------------------------- console at scale
