@@ -164,14 +164,13 @@ impl<'a> InsertLogin<'a> {
     }
 }
 
-impl InsertLogin<'_> {
-    const INTO: &'static str = "INSERT INTO logins (id, user_id, logged_in_at, ip, user_agent, \
-        token_hash, token_expires_at) VALUES ";
-
-    /// The row's parenthesised values.
-    fn walk_values<'b>(&'b self, out: &mut AstPass<'_, 'b, DbBackend>) -> QueryResult<()> {
+impl QueryFragment<DbBackend> for InsertLogin<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DbBackend>) -> QueryResult<()> {
         let login = self.login;
-        out.push_sql("(");
+        out.push_sql(
+            "INSERT INTO logins (id, user_id, logged_in_at, ip, user_agent, token_hash, \
+             token_expires_at) VALUES (",
+        );
         out.push_bind_param::<BigInt, _>(&login.id)?;
         out.push_sql(", ");
         out.push_bind_param::<BigInt, _>(&login.user_id)?;
@@ -188,13 +187,6 @@ impl InsertLogin<'_> {
         out.push_sql(")");
         Ok(())
     }
-}
-
-impl QueryFragment<DbBackend> for InsertLogin<'_> {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DbBackend>) -> QueryResult<()> {
-        out.push_sql(Self::INTO);
-        self.walk_values(&mut out)
-    }
 
     fn is_safe_to_cache_prepared(&self, _: &DbBackend) -> QueryResult<bool> {
         Ok(true)
@@ -203,37 +195,22 @@ impl QueryFragment<DbBackend> for InsertLogin<'_> {
 
 fixed_statement!(InsertLogin);
 
-/// One `INSERT` of exactly `N` rows, for the login writer: a batch's new users in a few
+/// One `INSERT` of exactly `N` users, for the login writer: a batch's new users in a few
 /// statements rather than one each. Each statement cost the writer its own binding, step,
 /// reset and cache lookup (callgrind, `writer_micro` with `TASKS=16`: the writer's
 /// instructions per new user 69.4k -> 61.6k with this and the formatting of times once).
 /// `N` is part of the type, so each size is prepared once and found by its type; a batch is
-/// cut into sizes that are powers of two (see [`insert_all`]), so at most
-/// [`MOST_ROWS_AT_ONCE`]`.ilog2() + 1` statements are ever prepared per kind of row. (Logins
-/// stay one row a statement: see `LoginBatch::finish`.)
-pub struct InsertRows<'a, Row, const N: usize> {
-    rows: &'a [Row],
+/// cut into sizes that are powers of two (see [`insert_users`]), so at most
+/// [`MOST_ROWS_AT_ONCE`]`.ilog2() + 1` of these are ever prepared. (Logins stay one row a
+/// statement: see `LoginBatch::finish`.)
+pub struct InsertUsers<'a, const N: usize> {
+    rows: &'a [InsertUser<'a>],
 }
 
 /// Rows one statement inserts at most.
 pub const MOST_ROWS_AT_ONCE: usize = 64;
 
-/// A row of an [`InsertRows`].
-pub trait InsertRow {
-    /// `INSERT INTO table (columns) VALUES `.
-    const INTO: &'static str;
-    /// Its parenthesised values.
-    fn walk_row<'b>(&'b self, out: &mut AstPass<'_, 'b, DbBackend>) -> QueryResult<()>;
-}
-
-impl InsertRow for InsertUser<'_> {
-    const INTO: &'static str = InsertUser::INTO;
-    fn walk_row<'b>(&'b self, out: &mut AstPass<'_, 'b, DbBackend>) -> QueryResult<()> {
-        self.walk_values(out)
-    }
-}
-
-impl<Row: InsertRow, const N: usize> QueryFragment<DbBackend> for InsertRows<'_, Row, N> {
+impl<const N: usize> QueryFragment<DbBackend> for InsertUsers<'_, N> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DbBackend>) -> QueryResult<()> {
         debug_assert_eq!(
             self.rows.len(),
@@ -250,15 +227,15 @@ impl<Row: InsertRow, const N: usize> QueryFragment<DbBackend> for InsertRows<'_,
             // stays a plain INSERT, so a one-login transaction run by diesel's transaction
             // manager, which would not expect SQLite to have ended it, never sees this.
             out.push_sql("INSERT OR ROLLBACK");
-            out.push_sql(&Row::INTO["INSERT".len()..]);
+            out.push_sql(&InsertUser::INTO["INSERT".len()..]);
         } else {
-            out.push_sql(Row::INTO);
+            out.push_sql(InsertUser::INTO);
         }
         for (i, row) in self.rows.iter().enumerate() {
             if i > 0 {
                 out.push_sql(", ");
             }
-            row.walk_row(&mut out)?;
+            row.walk_values(&mut out)?;
         }
         Ok(())
     }
@@ -268,43 +245,27 @@ impl<Row: InsertRow, const N: usize> QueryFragment<DbBackend> for InsertRows<'_,
     }
 }
 
-impl<Row: InsertRow + StaticRow, const N: usize> QueryId for InsertRows<'_, Row, N> {
-    type QueryId = InsertRows<'static, Row::Static, N>;
+impl<const N: usize> QueryId for InsertUsers<'_, N> {
+    type QueryId = InsertUsers<'static, N>;
     const HAS_STATIC_QUERY_ID: bool = true;
 }
 
-impl<Row: InsertRow + StaticRow, const N: usize> RunQueryDsl<DbConnection>
-    for InsertRows<'_, Row, N>
-{
-}
+impl<const N: usize> RunQueryDsl<DbConnection> for InsertUsers<'_, N> {}
 
-/// The row type with its borrows made `'static`, which names a statement in diesel's cache.
-pub trait StaticRow {
-    /// The same type, `'static`.
-    type Static: 'static;
-}
-
-impl StaticRow for InsertUser<'_> {
-    type Static = InsertUser<'static>;
-}
-
-/// Inserts every row of `rows`, in statements of a power-of-two number of rows, the largest
-/// that fit, up to [`MOST_ROWS_AT_ONCE`] (37 rows: 32, 4, 1).
-pub fn insert_all<Row: InsertRow + StaticRow>(
-    conn: &mut DbConnection,
-    mut rows: &[Row],
-) -> QueryResult<()> {
+/// Inserts every user of `rows`, in statements of a power-of-two number of rows, the
+/// largest that fit, up to [`MOST_ROWS_AT_ONCE`] (37 rows: 32, 4, 1).
+pub fn insert_users(conn: &mut DbConnection, mut rows: &[InsertUser<'_>]) -> QueryResult<()> {
     while !rows.is_empty() {
         let n = 1 << rows.len().min(MOST_ROWS_AT_ONCE).ilog2();
         let (chunk, rest) = rows.split_at(n);
         match n {
-            64 => InsertRows::<Row, 64> { rows: chunk }.execute(conn),
-            32 => InsertRows::<Row, 32> { rows: chunk }.execute(conn),
-            16 => InsertRows::<Row, 16> { rows: chunk }.execute(conn),
-            8 => InsertRows::<Row, 8> { rows: chunk }.execute(conn),
-            4 => InsertRows::<Row, 4> { rows: chunk }.execute(conn),
-            2 => InsertRows::<Row, 2> { rows: chunk }.execute(conn),
-            _ => InsertRows::<Row, 1> { rows: chunk }.execute(conn),
+            64 => InsertUsers::<64> { rows: chunk }.execute(conn),
+            32 => InsertUsers::<32> { rows: chunk }.execute(conn),
+            16 => InsertUsers::<16> { rows: chunk }.execute(conn),
+            8 => InsertUsers::<8> { rows: chunk }.execute(conn),
+            4 => InsertUsers::<4> { rows: chunk }.execute(conn),
+            2 => InsertUsers::<2> { rows: chunk }.execute(conn),
+            _ => InsertUsers::<1> { rows: chunk }.execute(conn),
         }?;
         rows = rest;
     }
@@ -445,7 +406,7 @@ mod tests {
                 .map(|(openid, id)| new_user(id, openid, (id % 2 == 0).then_some("even")))
                 .collect();
             let rows: Vec<InsertUser> = users.iter().map(InsertUser::new).collect();
-            insert_all(conn, &rows).unwrap();
+            insert_users(conn, &rows).unwrap();
             for user in &users {
                 let stored = UserByOpenid::new(user.openid).load::<User>(conn).unwrap();
                 assert_eq!(stored.len(), 1, "{} is stored once", user.openid);

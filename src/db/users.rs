@@ -4,7 +4,7 @@ use diesel::prelude::*;
 use std::collections::HashMap;
 
 use super::login_statements::{
-    insert_all, InsertLogin, InsertUser, ReturningLoginUpdate, UserByOpenid,
+    insert_users, InsertLogin, InsertUser, ReturningLoginUpdate, UserByOpenid,
 };
 use super::models::{IssuedToken, Login, NewLogin, NewUser, User};
 use super::schema::{logins, users};
@@ -115,7 +115,7 @@ impl NextIds {
 
 /// The logins of one write transaction. The new users are inserted together when the batch
 /// finishes, a few statements for all of them (see
-/// [`insert_all`](super::login_statements::insert_all)), and the logins after them; a user
+/// [`insert_users`](super::login_statements::insert_users)), and the logins after them; a user
 /// created earlier in the batch is updated in memory until then.
 pub struct LoginBatch<'a> {
     ids: NextIds,
@@ -182,7 +182,7 @@ impl<'a> LoginBatch<'a> {
     /// Inserts the batch's new users, then its logins (which refer to them).
     ///
     /// Where several users go in one statement, a failure has SQLite roll back the whole
-    /// transaction at once (see [`InsertRows`](super::login_statements::InsertRows)):
+    /// transaction at once (see [`InsertUsers`](super::login_statements::InsertUsers)):
     /// batches of several logins belong in a transaction whose owner expects that, as the
     /// login writer's does. A batch of one login, as in [`User::record_login`], inserts at
     /// most one user, which fails like any statement.
@@ -204,7 +204,7 @@ impl<'a> LoginBatch<'a> {
             })
             .collect();
         let users: Vec<InsertUser> = users.iter().map(InsertUser::new).collect();
-        insert_all(conn, &users)?;
+        insert_users(conn, &users)?;
         // The logins one statement each. A login's row refers to its user, and SQLite
         // checks that reference by statement: a statement of several rows may then fail
         // after some of them, so it keeps a journal of every page it changes to undo just

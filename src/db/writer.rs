@@ -430,7 +430,7 @@ fn commit_together(
         Ok(outcomes) => Ok(outcomes),
         Err(e) => {
             // A failed COMMIT can leave the transaction open too. A failed INSERT OR
-            // ROLLBACK (see `InsertRows`) has ended it already.
+            // ROLLBACK (see `InsertUsers`) has ended it already.
             match Transaction::Rollback.execute(conn) {
                 Err(diesel::result::Error::DatabaseError(_, info))
                     if info.message().contains("no transaction is active") => {}
