@@ -71,6 +71,7 @@ impl Query for UserByOpenid<'_> {
 fixed_statement!(UserByOpenid);
 
 /// `INSERT` a new user, every column given (`None` as NULL).
+#[derive(Clone)]
 pub struct InsertUser<'a> {
     user: &'a NewUser<'a>,
     created_at: TimeText,
@@ -195,13 +196,13 @@ impl QueryFragment<DbBackend> for InsertLogin<'_> {
 
 fixed_statement!(InsertLogin);
 
-/// One `INSERT` of exactly `N` users, for the login writer: a batch's new users in a few
-/// statements rather than one each. Each statement cost the writer its own binding, step,
-/// reset and cache lookup (callgrind, `writer_micro` with `TASKS=16`: the writer's
+/// One `INSERT` of exactly `N` users (two or more), for the login writer: a batch's new
+/// users in a few statements rather than one each. Each statement cost the writer its own
+/// binding, step, reset and cache lookup (callgrind, `writer_micro` with `TASKS=16`: the writer's
 /// instructions per new user 69.4k -> 61.6k with this and the formatting of times once).
 /// `N` is part of the type, so each size is prepared once and found by its type; a batch is
 /// cut into sizes that are powers of two (see [`insert_users`]), so at most
-/// [`MOST_ROWS_AT_ONCE`]`.ilog2() + 1` of these are ever prepared. (Logins stay one row a
+/// [`MOST_ROWS_AT_ONCE`]`.ilog2()` of these are ever prepared. (Logins stay one row a
 /// statement: see `LoginBatch::finish`.)
 pub struct InsertUsers<'a, const N: usize> {
     rows: &'a [InsertUser<'a>],
@@ -217,20 +218,17 @@ impl<const N: usize> QueryFragment<DbBackend> for InsertUsers<'_, N> {
             N,
             "the statement's text is cached by its size"
         );
-        if N > 1 {
-            // A statement that may fail after inserting some of its rows keeps a statement
-            // journal to undo just those: a temporary file, opened, written and deleted by
-            // every such statement (sys time per login up by half). OR ROLLBACK undoes the
-            // whole transaction instead, which needs no journal, and the writer rolls a
-            // failed batch back anyway. (PostgreSQL ends a transaction on an error by
-            // itself; there the plain INSERT is the same.) One row needs no journal, and
-            // stays a plain INSERT, so a one-login transaction run by diesel's transaction
-            // manager, which would not expect SQLite to have ended it, never sees this.
-            out.push_sql("INSERT OR ROLLBACK");
-            out.push_sql(&InsertUser::INTO["INSERT".len()..]);
-        } else {
-            out.push_sql(InsertUser::INTO);
-        }
+        // A statement that may fail after inserting some of its rows keeps a statement
+        // journal to undo just those: a temporary file, opened, written and deleted by
+        // every such statement (sys time per login up by half). OR ROLLBACK undoes the
+        // whole transaction instead, which needs no journal, and the writer rolls a failed
+        // batch back anyway. (PostgreSQL ends a transaction on an error by itself; there
+        // the plain INSERT is the same.) A single user goes in as an [`InsertUser`], a plain
+        // INSERT, which needs no journal: so a one-login transaction run by diesel's
+        // transaction manager, which would not expect SQLite to have ended it, never sees
+        // this.
+        out.push_sql("INSERT OR ROLLBACK");
+        out.push_sql(&InsertUser::INTO["INSERT".len()..]);
         for (i, row) in self.rows.iter().enumerate() {
             if i > 0 {
                 out.push_sql(", ");
@@ -265,7 +263,8 @@ pub fn insert_users(conn: &mut DbConnection, mut rows: &[InsertUser<'_>]) -> Que
             8 => InsertUsers::<8> { rows: chunk }.execute(conn),
             4 => InsertUsers::<4> { rows: chunk }.execute(conn),
             2 => InsertUsers::<2> { rows: chunk }.execute(conn),
-            _ => InsertUsers::<1> { rows: chunk }.execute(conn),
+            // The single-row statement the one-login path prepares anyway.
+            _ => chunk[0].clone().execute(conn),
         }?;
         rows = rest;
     }

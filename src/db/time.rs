@@ -74,11 +74,7 @@ impl TimeText {
         let mut out = [0u8; INLINE_TEXT];
         let mut at = 0;
         let mut push = |value: u32, width: usize, then: Option<u8>| {
-            let mut value = value;
-            for slot in out[at..at + width].iter_mut().rev() {
-                *slot = b'0' + (value % 10) as u8;
-                value /= 10;
-            }
+            write_digits(&mut out[at..at + width], value);
             at += width;
             if let Some(separator) = then {
                 out[at] = separator;
@@ -135,10 +131,15 @@ pub(crate) fn decimal_digits(mut n: u64) -> ([u8; 20], usize) {
 }
 
 /// Appends `value`'s last `width` decimal digits, zero-padded (the access log's time too).
-pub(crate) fn push_digits(out: &mut Vec<u8>, mut value: u32, width: usize) {
+pub(crate) fn push_digits(out: &mut Vec<u8>, value: u32, width: usize) {
     let start = out.len();
     out.resize(start + width, b'0');
-    for slot in out[start..].iter_mut().rev() {
+    write_digits(&mut out[start..], value);
+}
+
+/// Fills `slots` with `value`'s last `slots.len()` decimal digits, zero-padded.
+fn write_digits(slots: &mut [u8], mut value: u32) {
+    for slot in slots.iter_mut().rev() {
         *slot = b'0' + (value % 10) as u8;
         value /= 10;
     }
