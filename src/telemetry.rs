@@ -506,6 +506,9 @@ mod tests {
     #[test]
     fn a_stuck_output_drops_lines_instead_of_blocking_or_growing() {
         let (buffer, guard) = LogBuffer::start(Stuck);
+        // The guard would wait for the stuck thread for ever, and dropped by a failing
+        // assertion it turned that failure into a hang.
+        std::mem::forget(guard);
         let line = vec![b'x'; 1024];
         let started = Instant::now();
         for _ in 0..2 * MOST_BUFFERED_BYTES / line.len() + 10 {
@@ -514,8 +517,6 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(5));
         assert!(buffer.shared.dropped.load(Ordering::Relaxed) > 0);
         assert!(buffer.shared.pending.lock().unwrap().lines.len() <= MOST_BUFFERED_BYTES);
-        // The guard would wait for the stuck thread for ever.
-        std::mem::forget(guard);
     }
 
     #[test]
