@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod cpu_share;
 pub mod db;
 pub mod domain;
 pub mod error;

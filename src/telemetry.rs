@@ -227,6 +227,8 @@ pub async fn access_log(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
+    // Every request passes here first, and the clock is read already.
+    crate::cpu_share::yield_if_run_too_long(started);
     let response = next.call(req).await?;
     // Read from the request as the response holds it: nothing is copied before the call.
     let req = response.request();
