@@ -493,12 +493,15 @@ mod tests {
     }
 
     /// A `Write` that never returns, like a pipe nobody reads.
-    struct Stuck;
+    /// An output that never returns from its first write, and says when it got there.
+    struct Stuck(std::sync::mpsc::Sender<()>);
 
     impl Write for Stuck {
         fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
-            std::thread::park();
-            Ok(0)
+            let _ = self.0.send(());
+            loop {
+                std::thread::park();
+            }
         }
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
@@ -507,11 +510,18 @@ mod tests {
 
     #[test]
     fn a_stuck_output_drops_lines_instead_of_blocking_or_growing() {
-        let (buffer, guard) = LogBuffer::start(Stuck);
+        let (stuck, got_stuck) = std::sync::mpsc::channel();
+        let (buffer, guard) = LogBuffer::start(Stuck(stuck));
         // The guard would wait for the stuck thread for ever, and dropped by a failing
         // assertion it turned that failure into a hang.
         std::mem::forget(guard);
         let line = vec![b'x'; 1024];
+        // Only once the writer is stuck: a writer slow to take the first lines (on a loaded
+        // machine) could otherwise take a full buffer's worth and reset the dropped count.
+        (&buffer).write_all(&line).unwrap();
+        got_stuck
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the writer thread reaches its output");
         let started = Instant::now();
         for _ in 0..2 * MOST_BUFFERED_BYTES / line.len() + 10 {
             (&buffer).write_all(&line).unwrap();
