@@ -39,9 +39,7 @@ pub fn yield_if_run_too_long(now: Instant) {
     if yield_now {
         std::thread::yield_now();
     }
-    if look != last {
-        LAST_LOOK.set(look);
-    }
+    LAST_LOOK.set(look);
 }
 
 /// The thread's next look given its `last` one, and whether it should yield: only when at
@@ -90,8 +88,6 @@ fn context_switches() -> Option<u64> {
 mod tests {
     use super::*;
 
-    const LIMIT: Duration = Duration::from_micros(250);
-
     fn look(at: Instant, switches: u64) -> Option<Look> {
         Some(Look { at, switches })
     }
@@ -99,9 +95,9 @@ mod tests {
     #[test]
     fn a_thread_that_ran_throughout_the_limit_yields_and_looks_afresh() {
         let t0 = Instant::now();
-        let now = t0 + LIMIT;
+        let now = t0 + RUN_LIMIT;
         assert_eq!(
-            look_again(look(t0, 7), now, LIMIT, || Some(7)),
+            look_again(look(t0, 7), now, RUN_LIMIT, || Some(7)),
             (look(now, 7), true)
         );
     }
@@ -109,9 +105,9 @@ mod tests {
     #[test]
     fn a_thread_switched_out_since_its_last_look_does_not_yield() {
         let t0 = Instant::now();
-        let now = t0 + 3 * LIMIT;
+        let now = t0 + 3 * RUN_LIMIT;
         assert_eq!(
-            look_again(look(t0, 7), now, LIMIT, || Some(8)),
+            look_again(look(t0, 7), now, RUN_LIMIT, || Some(8)),
             (look(now, 8), false)
         );
     }
@@ -121,7 +117,7 @@ mod tests {
         let t0 = Instant::now();
         let last = look(t0, 7);
         assert_eq!(
-            look_again(last, t0 + LIMIT / 2, LIMIT, || -> Option<u64> {
+            look_again(last, t0 + RUN_LIMIT / 2, RUN_LIMIT, || -> Option<u64> {
                 panic!("counted switches within the limit")
             }),
             (last, false)
@@ -132,11 +128,11 @@ mod tests {
     fn a_first_look_or_a_failed_count_never_yields() {
         let now = Instant::now();
         assert_eq!(
-            look_again(None, now, LIMIT, || Some(3)),
+            look_again(None, now, RUN_LIMIT, || Some(3)),
             (look(now, 3), false)
         );
         assert_eq!(
-            look_again(look(now - LIMIT, 3), now, LIMIT, || None),
+            look_again(look(now - RUN_LIMIT, 3), now, RUN_LIMIT, || None),
             (None, false)
         );
     }
@@ -159,7 +155,7 @@ mod tests {
         let t0 = Instant::now();
         yield_if_run_too_long(t0);
         let first = LAST_LOOK.get().map(|l| l.at);
-        yield_if_run_too_long(t0 + LIMIT / 2);
+        yield_if_run_too_long(t0 + RUN_LIMIT / 2);
         assert_eq!(LAST_LOOK.get().map(|l| l.at), first);
         yield_if_run_too_long(t0 + 2 * RUN_LIMIT);
         let expected = if cfg!(target_os = "linux") {

@@ -492,8 +492,8 @@ mod tests {
         assert_eq!(out.0.lock().unwrap().as_slice(), b"one\ntwo\nthree\n");
     }
 
-    /// A `Write` that never returns, like a pipe nobody reads.
-    /// An output that never returns from its first write, and says when it got there.
+    /// A `Write` that never returns from its first write, like a pipe nobody reads, and
+    /// says when it got there.
     struct Stuck(std::sync::mpsc::Sender<()>);
 
     impl Write for Stuck {
