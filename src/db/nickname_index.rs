@@ -12,7 +12,8 @@
 //! fraction of a second by the login writer ([`index_some`]), and searches read those few
 //! users directly ([`nickname_matches`], [`short_term_matches`]), so a user is found the
 //! moment it exists. Nickname changes of users already indexed still go through triggers:
-//! they are rare.
+//! they are rare. Searches only filter, never rank, so the trigram index keeps no sizes
+//! (`columnsize = 0`, migration 000009): writing them was most of a new user's indexing.
 //!
 //! SQLite-only, as FTS5 is; PostgreSQL's counterpart (pg_trgm) needs none of this.
 
@@ -288,6 +289,56 @@ mod tests {
             "INSERT INTO users_nickname_fts (users_nickname_fts, rank) VALUES ('integrity-check', 1)",
         )
         .expect("the nickname index matches the users table");
+    }
+
+    #[test]
+    fn upgrading_to_the_index_without_sizes_keeps_every_user_findable() {
+        use diesel::migration::MigrationSource;
+        use diesel_migrations::MigrationHarness;
+        let dir = tempfile::tempdir().unwrap();
+        let url = dir.path().join("old.db");
+        let url = url.to_str().unwrap();
+        let mut conn = DbConnection::establish(url).unwrap();
+        add_functions(&mut conn).unwrap();
+        // Every migration before the one that drops the sizes.
+        let all = MigrationSource::<crate::db::DbBackend>::migrations(&crate::db::MIGRATIONS)
+            .unwrap()
+            .len();
+        for _ in 0..all - 1 {
+            conn.run_next_migration(crate::db::MIGRATIONS).unwrap();
+        }
+        // One user indexed under the earlier index, one still waiting for its batch.
+        add_users(&mut conn, &["Old Panda"]);
+        index_some(&mut conn, true).unwrap();
+        add_users(&mut conn, &["Late Panda"]);
+        drop(conn);
+
+        let pool = crate::db::connect(url).unwrap();
+        let conn = &mut pool.get().unwrap();
+        assert_eq!(
+            indexed(conn, "%panda%"),
+            [1, 2],
+            "both in the index at once"
+        );
+        assert_eq!(
+            nickname_matches(conn, "%panda%", 10).unwrap(),
+            [1, 2],
+            "once each"
+        );
+        assert_eq!(backlog(conn).unwrap().trigrams, 0);
+        integrity_check(conn);
+        let sizes: i64 = diesel::sql_query(
+            "SELECT COUNT(*) AS n FROM sqlite_schema WHERE name = 'users_nickname_fts_docsize'",
+        )
+        .get_result::<Count>(conn)
+        .unwrap()
+        .n;
+        assert_eq!(sizes, 0, "the sizes table is gone");
+        // Later users go on in batches.
+        add_users(conn, &["New Panda"]);
+        assert!(!index_some(conn, true).unwrap().any());
+        integrity_check(conn);
+        assert_eq!(indexed(conn, "%panda%"), [1, 2, 3]);
     }
 
     #[test]
