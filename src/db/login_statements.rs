@@ -15,6 +15,7 @@ use diesel::sql_types::{BigInt, Nullable, Text, Timestamp};
 use diesel::{QueryResult, RunQueryDsl};
 
 use super::models::{NewLogin, NewUser, User};
+use super::raw_inserts::Binder;
 use super::time::TimeText;
 use super::{DbBackend, DbConnection};
 
@@ -105,6 +106,35 @@ fn same_or_new(text: &TimeText, time: NaiveDateTime, other: NaiveDateTime) -> Ti
 impl InsertUser<'_> {
     const INTO: &'static str = "INSERT INTO users (id, openid, unionid, session_key, nickname, \
         avatar_url, login_count, created_at, updated_at, last_login_at) VALUES ";
+    /// Values a row binds.
+    const VALUES: usize = 10;
+
+    /// The text of an insert of `rows` users, as [`InsertUsers`] (or, for one, this) has
+    /// diesel write it.
+    pub fn sql(rows: usize) -> String {
+        let row = values_text(Self::VALUES);
+        let head = if rows > 1 {
+            format!("INSERT OR ROLLBACK{}", &Self::INTO["INSERT".len()..])
+        } else {
+            Self::INTO.to_owned()
+        };
+        head + &vec![row; rows].join(", ")
+    }
+
+    /// Binds the row's values, in the order of [`Self::INTO`].
+    pub fn bind(&self, to: &mut Binder<'_>) -> QueryResult<()> {
+        let user = self.user;
+        to.int(user.id)?;
+        to.text(user.openid)?;
+        to.optional_text(user.unionid)?;
+        to.text(user.session_key)?;
+        to.optional_text(user.nickname)?;
+        to.optional_text(user.avatar_url)?;
+        to.int(user.login_count)?;
+        to.text(self.created_at.as_str())?;
+        to.text(self.updated_at.as_str())?;
+        to.text(self.last_login_at.as_str())
+    }
 
     /// The row's parenthesised values.
     fn walk_values<'b>(&'b self, out: &mut AstPass<'_, 'b, DbBackend>) -> QueryResult<()> {
@@ -165,13 +195,40 @@ impl<'a> InsertLogin<'a> {
     }
 }
 
+impl InsertLogin<'_> {
+    const INTO: &'static str = "INSERT INTO logins (id, user_id, logged_in_at, ip, user_agent, \
+        token_hash, token_expires_at) VALUES ";
+    /// Values a login binds.
+    const VALUES: usize = 7;
+
+    /// The statement's text, as diesel writes it.
+    pub fn sql() -> String {
+        Self::INTO.to_owned() + &values_text(Self::VALUES)
+    }
+
+    /// Binds the login's values, in the order of [`Self::INTO`].
+    pub fn bind(&self, to: &mut Binder<'_>) -> QueryResult<()> {
+        let login = self.login;
+        to.int(login.id)?;
+        to.int(login.user_id)?;
+        to.text(self.logged_in_at.as_str())?;
+        to.optional_text(login.ip)?;
+        to.optional_text(login.user_agent)?;
+        to.text(login.token_hash)?;
+        to.text(self.token_expires_at.as_str())
+    }
+}
+
+/// `(?, ?, …)` with `n` parameters: a row of values as diesel writes it for SQLite.
+fn values_text(n: usize) -> String {
+    format!("({})", vec!["?"; n].join(", "))
+}
+
 impl QueryFragment<DbBackend> for InsertLogin<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DbBackend>) -> QueryResult<()> {
         let login = self.login;
-        out.push_sql(
-            "INSERT INTO logins (id, user_id, logged_in_at, ip, user_agent, token_hash, \
-             token_expires_at) VALUES (",
-        );
+        out.push_sql(Self::INTO);
+        out.push_sql("(");
         out.push_bind_param::<BigInt, _>(&login.id)?;
         out.push_sql(", ");
         out.push_bind_param::<BigInt, _>(&login.user_id)?;
@@ -317,7 +374,7 @@ impl QueryFragment<DbBackend> for ReturningLoginUpdate<'_> {
 fixed_statement!(ReturningLoginUpdate);
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::db::models::{IssuedToken, Login};
     use crate::db::schema::{logins, users};
@@ -331,11 +388,13 @@ mod tests {
         (dir, pool)
     }
 
-    fn at(text: &str) -> NaiveDateTime {
+    /// The time `text` (`%Y-%m-%d %H:%M:%S%.f`).
+    pub(crate) fn at(text: &str) -> NaiveDateTime {
         NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f").unwrap()
     }
 
-    fn new_user<'a>(id: i64, openid: &'a str, optional: Option<&'a str>) -> NewUser<'a> {
+    /// A user to insert, with `optional` in every optional text column.
+    pub(crate) fn new_user<'a>(id: i64, openid: &'a str, optional: Option<&'a str>) -> NewUser<'a> {
         NewUser {
             id,
             openid,
@@ -438,22 +497,30 @@ mod tests {
             token_expires_at: at("2026-12-02 10:11:12.131415"),
         };
         InsertLogin::new(&login).execute(conn).unwrap();
+        assert_login_stored(conn, &login);
+    }
+
+    /// Asserts that `login` is stored, every column as given and its token not revoked.
+    pub(crate) fn assert_login_stored(conn: &mut DbConnection, login: &NewLogin) {
         let stored = logins::table
-            .find(40)
+            .find(login.id)
             .select(Login::as_select())
             .first::<Login>(conn)
             .unwrap();
         assert_eq!(
-            (stored.user_id, stored.logged_in_at, stored.ip.as_deref()),
-            (7, login.logged_in_at, Some("203.0.113.9"))
+            (stored.user_id, stored.logged_in_at),
+            (login.user_id, login.logged_in_at)
         );
-        assert_eq!(stored.user_agent, None);
+        assert_eq!(
+            (stored.ip.as_deref(), stored.user_agent.as_deref()),
+            (login.ip, login.user_agent)
+        );
         let token = logins::table
-            .find(40)
+            .find(login.id)
             .select(IssuedToken::as_select())
             .first::<IssuedToken>(conn)
             .unwrap();
-        assert_eq!(token.token_hash.as_deref(), Some("ab12"));
+        assert_eq!(token.token_hash.as_deref(), Some(login.token_hash));
         assert_eq!(token.token_expires_at, Some(login.token_expires_at));
         assert_eq!(token.token_revoked_at, None);
     }

@@ -6,6 +6,7 @@ mod login_statements;
 pub mod models;
 mod nickname_index;
 mod quick_reads;
+mod raw_inserts;
 pub mod schema;
 mod sessions;
 pub mod time;

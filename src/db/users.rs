@@ -7,6 +7,7 @@ use super::login_statements::{
     insert_users, InsertLogin, InsertUser, ReturningLoginUpdate, UserByOpenid,
 };
 use super::models::{IssuedToken, Login, NewLogin, NewUser, User};
+use super::raw_inserts::LoginInserts;
 use super::schema::{logins, users};
 use super::time::TimeText;
 use super::DbConnection;
@@ -186,7 +187,14 @@ impl<'a> LoginBatch<'a> {
     /// batches of several logins belong in a transaction whose owner expects that, as the
     /// login writer's does. A batch of one login, as in [`User::record_login`], inserts at
     /// most one user, which fails like any statement.
-    pub fn finish(self, conn: &mut DbConnection) -> QueryResult<()> {
+    ///
+    /// With `prepared` (the login writer's), the rows go in through its statements; without,
+    /// through diesel.
+    pub fn finish(
+        self,
+        conn: &mut DbConnection,
+        mut prepared: Option<&mut LoginInserts>,
+    ) -> QueryResult<()> {
         let users: Vec<NewUser> = self
             .new_users
             .iter()
@@ -204,7 +212,10 @@ impl<'a> LoginBatch<'a> {
             })
             .collect();
         let users: Vec<InsertUser> = users.iter().map(InsertUser::new).collect();
-        insert_users(conn, &users)?;
+        match prepared.as_deref_mut() {
+            Some(prepared) => prepared.insert_users(&users)?,
+            None => insert_users(conn, &users)?,
+        }
         // The logins one statement each. A login's row refers to its user, and SQLite
         // checks that reference by statement: a statement of several rows may then fail
         // after some of them, so it keeps a journal of every page it changes to undo just
@@ -213,7 +224,11 @@ impl<'a> LoginBatch<'a> {
         // (bench, returning-users: the writer's CPU per login 20 µs one row a statement,
         // 26.5 µs together). One row a statement needs no journal.
         for login in &self.logins {
-            InsertLogin::new(login).execute(conn)?;
+            let login = InsertLogin::new(login);
+            match prepared.as_deref_mut() {
+                Some(prepared) => prepared.insert_login(&login)?,
+                None => login.execute(conn).map(drop)?,
+            }
         }
         Ok(())
     }
@@ -267,7 +282,7 @@ impl User {
         conn.immediate_transaction(|conn| {
             let mut batch = LoginBatch::begin(conn)?;
             let outcome = batch.record(conn, attempt)?;
-            batch.finish(conn)?;
+            batch.finish(conn, None)?;
             Ok(outcome)
         })
     }
