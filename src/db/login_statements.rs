@@ -15,8 +15,8 @@ use diesel::sql_types::{BigInt, Nullable, Text, Timestamp};
 use diesel::{QueryResult, RunQueryDsl};
 
 use super::models::{NewLogin, NewUser, User};
-use super::raw_inserts::Binder;
 use super::time::TimeText;
+use super::writer_statements::Binder;
 use super::{DbBackend, DbConnection};
 
 /// Marks a statement whose text never varies: diesel finds it prepared by its type alone,
@@ -63,6 +63,14 @@ impl QueryFragment<DbBackend> for UserByOpenid<'_> {
     fn is_safe_to_cache_prepared(&self, _: &DbBackend) -> QueryResult<bool> {
         Ok(true)
     }
+}
+
+impl UserByOpenid<'_> {
+    /// The statement's text for the login writer's prepared copy, the columns in the order
+    /// `User` reads them (a test reads a user both ways).
+    pub const SQL: &'static str = "SELECT id, openid, unionid, session_key, nickname, \
+        avatar_url, disabled_at, disabled_reason, login_count, created_at, updated_at, \
+        last_login_at FROM users WHERE openid = ?";
 }
 
 impl Query for UserByOpenid<'_> {
@@ -372,6 +380,23 @@ impl QueryFragment<DbBackend> for ReturningLoginUpdate<'_> {
 }
 
 fixed_statement!(ReturningLoginUpdate);
+
+impl ReturningLoginUpdate<'_> {
+    /// The text diesel writes for this statement (a test compares them).
+    pub const SQL: &'static str = "UPDATE users SET unionid = ?, session_key = ?, \
+        avatar_url = ?, login_count = ?, updated_at = ?, last_login_at = ? WHERE id = ?";
+
+    /// Binds the values, in the order of [`Self::SQL`].
+    pub fn bind(&self, to: &mut Binder<'_>) -> QueryResult<()> {
+        to.optional_text(self.unionid)?;
+        to.text(self.session_key)?;
+        to.optional_text(self.avatar_url)?;
+        to.int(self.login_count)?;
+        to.text(self.now.as_str())?;
+        to.text(self.now.as_str())?;
+        to.int(self.id)
+    }
+}
 
 #[cfg(test)]
 pub(crate) mod tests {

@@ -6,7 +6,6 @@ mod login_statements;
 pub mod models;
 mod nickname_index;
 mod quick_reads;
-mod raw_inserts;
 pub mod schema;
 mod sessions;
 pub mod time;
@@ -14,6 +13,7 @@ mod tokens;
 mod users;
 mod wal_file;
 mod writer;
+mod writer_statements;
 
 pub use admins::{AuditAction, AuditFilter};
 pub use console::{

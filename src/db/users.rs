@@ -7,9 +7,9 @@ use super::login_statements::{
     insert_users, InsertLogin, InsertUser, ReturningLoginUpdate, UserByOpenid,
 };
 use super::models::{IssuedToken, Login, NewLogin, NewUser, User};
-use super::raw_inserts::LoginInserts;
 use super::schema::{logins, users};
 use super::time::TimeText;
+use super::writer_statements::{LoginStatements, Lookup};
 use super::DbConnection;
 use crate::domain::{AvatarUrl, Nickname, PLACEHOLDER_NICKNAME};
 
@@ -140,9 +140,11 @@ impl<'a> LoginBatch<'a> {
 
     /// Records `attempt`: reads its user and updates it when it exists, leaves the user
     /// (when new) and the login for [`Self::finish`]. On error the caller must roll back.
+    /// With `prepared` (the login writer's), its statements read and update the user.
     pub fn record(
         &mut self,
         conn: &mut DbConnection,
+        mut prepared: Option<&mut LoginStatements>,
         attempt: &'a LoginAttempt,
     ) -> QueryResult<LoginOutcome> {
         let (user, is_new) = if let Some(&at) = self.new_user_at.get(attempt.openid.as_str()) {
@@ -151,9 +153,23 @@ impl<'a> LoginBatch<'a> {
             self.new_users[at] = user.clone();
             (user, false)
         } else {
-            match super::unique(UserByOpenid::new(&attempt.openid).load::<User>(conn))? {
+            let lookup = match prepared.as_deref_mut() {
+                Some(prepared) => prepared.user_by_openid(&attempt.openid)?,
+                None => Lookup::Unreadable,
+            };
+            let existing = match lookup {
+                Lookup::Found(user) => Some(user),
+                Lookup::Missing => None,
+                Lookup::Unreadable => {
+                    super::unique(UserByOpenid::new(&attempt.openid).load::<User>(conn))?
+                }
+            };
+            match existing {
                 Some(existing) if existing.is_disabled() => return Ok(LoginOutcome::Disabled),
-                Some(existing) => (User::update_on_login(conn, &existing, attempt)?, false),
+                Some(existing) => (
+                    User::update_on_login(conn, prepared, &existing, attempt)?,
+                    false,
+                ),
                 None => {
                     let user = new_user(attempt, self.ids.take_user());
                     self.new_user_at
@@ -193,7 +209,7 @@ impl<'a> LoginBatch<'a> {
     pub fn finish(
         self,
         conn: &mut DbConnection,
-        mut prepared: Option<&mut LoginInserts>,
+        mut prepared: Option<&mut LoginStatements>,
     ) -> QueryResult<()> {
         let users: Vec<NewUser> = self
             .new_users
@@ -281,7 +297,7 @@ impl User {
         // busy timeout), and makes "look up, then insert" atomic for racing first logins.
         conn.immediate_transaction(|conn| {
             let mut batch = LoginBatch::begin(conn)?;
-            let outcome = batch.record(conn, attempt)?;
+            let outcome = batch.record(conn, None, attempt)?;
             batch.finish(conn, None)?;
             Ok(outcome)
         })
@@ -314,19 +330,23 @@ impl User {
     /// as it is now, built here rather than read back.
     fn update_on_login(
         conn: &mut DbConnection,
+        prepared: Option<&mut LoginStatements>,
         existing: &User,
         attempt: &LoginAttempt,
     ) -> QueryResult<User> {
         let (user, nickname) = Self::after_login(existing, attempt);
-        ReturningLoginUpdate {
+        let update = ReturningLoginUpdate {
             id: user.id,
             unionid: user.unionid.as_deref(),
             session_key: &user.session_key,
             avatar_url: user.avatar_url.as_deref(),
             login_count: user.login_count,
             now: TimeText::new(&attempt.now),
+        };
+        match prepared {
+            Some(prepared) => prepared.update_returning(&update)?,
+            None => update.execute(conn).map(drop)?,
         }
-        .execute(conn)?;
         if let Some(nickname) = nickname {
             diesel::update(users::table.find(user.id))
                 .set(users::nickname.eq(nickname))

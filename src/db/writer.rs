@@ -20,8 +20,8 @@ use diesel::{Connection, QueryResult, QueryableByName, RunQueryDsl};
 
 use super::models::User;
 use super::nickname_index::{self, Backlog};
-use super::raw_inserts::WriterConnection;
 use super::users::{LoginAttempt, LoginBatch, LoginOutcome};
+use super::writer_statements::WriterConnection;
 use super::DbConnection;
 
 /// Most logins committed in one transaction.
@@ -423,7 +423,7 @@ fn commit_together(
     let outcomes = LoginBatch::begin(conn).and_then(|mut batch| {
         let outcomes = logins
             .iter()
-            .map(|login| batch.record(conn, login))
+            .map(|login| batch.record(conn, Some(&mut *prepared), login))
             .collect::<QueryResult<Vec<_>>>()?;
         batch.finish(conn, Some(prepared))?;
         Ok(outcomes)
@@ -646,6 +646,28 @@ mod tests {
     struct Count {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         n: i64,
+    }
+
+    #[test]
+    fn a_user_whose_row_the_prepared_reader_does_not_take_still_logs_in() {
+        let (dir, _pool) = fresh_database();
+        let mut writer = writer_connection(&dir);
+        record_batch(&mut writer, &[login("oOdd", "h1")])[0]
+            .as_ref()
+            .unwrap();
+        // A time in a form only diesel's reader takes, as a tool might write it.
+        writer
+            .conn()
+            .batch_execute("UPDATE users SET created_at = '2026-11-25T01:02:03'")
+            .unwrap();
+        let again = record_batch(&mut writer, &[login("oOdd", "h2")]);
+        match again[0].as_ref().unwrap() {
+            LoginOutcome::LoggedIn { user, is_new, .. } => {
+                assert!(!is_new);
+                assert_eq!(user.login_count, 2);
+            }
+            LoginOutcome::Disabled => panic!("nobody is disabled"),
+        }
     }
 
     #[test]

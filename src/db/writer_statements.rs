@@ -1,18 +1,21 @@
-//! The login writer's inserts, run through SQLite's own API on the writer's connection.
+//! The login writer's statements, run through SQLite's own API on the writer's connection.
 //!
-//! Every login inserts a login row, and every first login a user row. diesel binds each
-//! value through several layers: a collector that gathers the values into a vector grown
-//! one push at a time, a second walk that hands them to SQLite, and a third pass after the
-//! step that binds NULL over each of them again. Under callgrind (`writer_micro`,
-//! `TASKS=16`) that binding was 15.7% of the writer's instructions, about 9k a login, and
-//! finding the prepared statements in diesel's cache (a SipHash of each key) another 1.5k;
-//! SQLite's own binding of the same values is about 2.5k. Here the two statements are
-//! prepared once on the writer's connection and bound directly.
+//! Every login looks its user up by openid, then updates that user or inserts a new one,
+//! and inserts a login row. diesel binds each value through several layers: a collector
+//! that gathers the values into a vector grown one push at a time, a second walk that hands
+//! them to SQLite, and a third pass after the step that binds NULL over each of them again;
+//! it reads a row through as many layers, and finds each prepared statement in its cache
+//! by a SipHash of its key. Under callgrind (`LOGINS=6400 TASKS=16 valgrind --tool=callgrind
+//! --separate-threads=yes target/release/examples/writer_micro [-- --returning]`) all that
+//! was a fifth of the writer's instructions: 61.2k a new user's login with diesel, 48.9k
+//! through these statements (returning: 59.3k, 47.3k). They are prepared once on the
+//! writer's connection and bound and read directly.
 //!
 //! The statements' texts and the order of their values come from
 //! [`login_statements`](super::login_statements), which also runs them through diesel for
-//! the one-login path ([`User::record_login`](super::models::User::record_login)); a test
-//! checks that both store the same rows.
+//! the one-login path ([`User::record_login`](super::models::User::record_login)); tests
+//! check that both read and store the same rows. A row this reader does not take (a time
+//! in a form only diesel's parser reads) is read again through diesel.
 
 use std::cell::Cell;
 use std::ffi::{c_char, c_int, CStr};
@@ -20,11 +23,16 @@ use std::ptr::{self, NonNull};
 use std::sync::OnceLock;
 
 use anyhow::Context;
+use chrono::NaiveDateTime;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::{Connection, QueryResult};
 use libsqlite3_sys as ffi;
 
-use super::login_statements::{InsertLogin, InsertUser, MOST_ROWS_AT_ONCE};
+use super::login_statements::{
+    InsertLogin, InsertUser, ReturningLoginUpdate, UserByOpenid, MOST_ROWS_AT_ONCE,
+};
+use super::models::User;
+use super::time;
 use super::DbConnection;
 
 thread_local! {
@@ -57,7 +65,7 @@ fn install() -> anyhow::Result<()> {
 pub struct WriterConnection {
     // Declared first, so dropped first: its statements are finalized before diesel closes
     // the connection (closing with statements left fails, and diesel panics on that).
-    inserts: LoginInserts,
+    inserts: LoginStatements,
     conn: DbConnection,
 }
 
@@ -71,8 +79,10 @@ impl WriterConnection {
         let db = NonNull::new(OPENED.with(|opened| opened.replace(ptr::null_mut())))
             .context("SQLite did not report the login writer's connection")?;
         Ok(Self {
-            inserts: LoginInserts {
+            inserts: LoginStatements {
                 db,
+                user_by_openid: None,
+                returning_update: None,
                 login: None,
                 users: Default::default(),
             },
@@ -86,18 +96,33 @@ impl WriterConnection {
     }
 
     /// Both halves at once.
-    pub fn split(&mut self) -> (&mut DbConnection, &mut LoginInserts) {
+    pub fn split(&mut self) -> (&mut DbConnection, &mut LoginStatements) {
         (&mut self.conn, &mut self.inserts)
     }
 }
 
-/// The login and user inserts, prepared on first use. Only a [`WriterConnection`] makes one,
-/// so it never outlives its connection.
-pub struct LoginInserts {
+/// The statements of a login, prepared on first use. Only a [`WriterConnection`] makes
+/// them, so they never outlive their connection.
+pub struct LoginStatements {
     db: NonNull<ffi::sqlite3>,
+    user_by_openid: Option<Statement>,
+    returning_update: Option<Statement>,
     login: Option<Statement>,
     /// Inserts of 1, 2, 4 … [`MOST_ROWS_AT_ONCE`] users, by the power of two.
     users: [Option<Statement>; USER_STATEMENTS],
+}
+
+/// What looking a user up found.
+// Returned once a login and unpacked at once: boxing the user would add an allocation.
+#[allow(clippy::large_enum_variant)]
+pub enum Lookup {
+    /// The user.
+    Found(User),
+    /// Nobody with that openid.
+    Missing,
+    /// A row whose values this reader does not take (a time stored in another form, say,
+    /// by a tool): diesel's reader, which takes every form it writes or reads, should.
+    Unreadable,
 }
 
 const USER_STATEMENTS: usize = MOST_ROWS_AT_ONCE.ilog2() as usize + 1;
@@ -105,9 +130,31 @@ const USER_STATEMENTS: usize = MOST_ROWS_AT_ONCE.ilog2() as usize + 1;
 // SAFETY: the connection is opened in multi-thread mode (see `wal_file`): it may move to
 // another thread as long as one thread at a time uses it, which `&mut` ensures, as for
 // diesel's own connection beside it.
-unsafe impl Send for LoginInserts {}
+unsafe impl Send for LoginStatements {}
 
-impl LoginInserts {
+impl LoginStatements {
+    /// The user whose openid is `openid`.
+    pub fn user_by_openid(&mut self, openid: &str) -> QueryResult<Lookup> {
+        let db = self.db;
+        let statement = match &mut self.user_by_openid {
+            Some(statement) => statement,
+            slot => slot.insert(Statement::prepare(db, UserByOpenid::SQL)?),
+        };
+        Binder::new(statement).text(openid)?;
+        statement.query_one(db, read_user)
+    }
+
+    /// Stores a returning login's changes to its user.
+    pub fn update_returning(&mut self, update: &ReturningLoginUpdate<'_>) -> QueryResult<()> {
+        let db = self.db;
+        let statement = match &mut self.returning_update {
+            Some(statement) => statement,
+            slot => slot.insert(Statement::prepare(db, ReturningLoginUpdate::SQL)?),
+        };
+        update.bind(&mut Binder::new(statement))?;
+        statement.run(db)
+    }
+
     /// Inserts `login`.
     pub fn insert_login(&mut self, login: &InsertLogin<'_>) -> QueryResult<()> {
         let db = self.db;
@@ -153,7 +200,7 @@ impl Statement {
         let length = c_int::try_from(sql.len()).map_err(|_| {
             DieselError::QueryBuilderError("a statement longer than SQLite takes".into())
         })?;
-        // SAFETY: `db` is an open connection (see `LoginInserts`), `sql` is valid for
+        // SAFETY: `db` is an open connection (see `LoginStatements`), `sql` is valid for
         // `length` bytes, and `statement` receives the result.
         let rc = unsafe {
             ffi::sqlite3_prepare_v3(
@@ -188,6 +235,96 @@ impl Statement {
         }
         outcome
     }
+}
+
+impl Statement {
+    /// Steps the bound statement for its first row and reads it with `read` (`None`: a row
+    /// it does not take), then resets it and clears its values.
+    fn query_one(
+        &mut self,
+        db: NonNull<ffi::sqlite3>,
+        read: fn(&Row<'_>) -> Option<User>,
+    ) -> QueryResult<Lookup> {
+        // SAFETY: as in `run`; the row is read before the reset below.
+        let outcome = match unsafe { ffi::sqlite3_step(self.0.as_ptr()) } {
+            ffi::SQLITE_ROW => Ok(read(&Row(self)).map_or(Lookup::Unreadable, Lookup::Found)),
+            ffi::SQLITE_DONE => Ok(Lookup::Missing),
+            rc => Err(last_error(db, rc)),
+        };
+        // SAFETY: as in `run`.
+        unsafe {
+            ffi::sqlite3_reset(self.0.as_ptr());
+            ffi::sqlite3_clear_bindings(self.0.as_ptr());
+        }
+        outcome
+    }
+}
+
+/// The current row of a stepped statement.
+struct Row<'s>(&'s Statement);
+
+impl Row<'_> {
+    fn int(&self, column: c_int) -> i64 {
+        // SAFETY: the statement has a current row (see `query_one`).
+        unsafe { ffi::sqlite3_column_int64(self.0 .0.as_ptr(), column) }
+    }
+
+    /// The column's text, `Some(None)` for NULL; `None` for anything else.
+    fn optional_text(&self, column: c_int) -> Option<Option<String>> {
+        let statement = self.0 .0.as_ptr();
+        // SAFETY: the statement has a current row; the text is copied before the next call
+        // on the statement, as SQLite asks.
+        unsafe {
+            match ffi::sqlite3_column_type(statement, column) {
+                ffi::SQLITE_NULL => Some(None),
+                ffi::SQLITE_TEXT => {
+                    let text = ffi::sqlite3_column_text(statement, column);
+                    let length =
+                        usize::try_from(ffi::sqlite3_column_bytes(statement, column)).ok()?;
+                    let bytes = if text.is_null() {
+                        &[][..]
+                    } else {
+                        std::slice::from_raw_parts(text, length)
+                    };
+                    Some(Some(String::from_utf8(bytes.to_vec()).ok()?))
+                }
+                _ => None,
+            }
+        }
+    }
+
+    fn text(&self, column: c_int) -> Option<String> {
+        self.optional_text(column).flatten()
+    }
+
+    fn optional_time(&self, column: c_int) -> Option<Option<NaiveDateTime>> {
+        match self.optional_text(column)? {
+            None => Some(None),
+            Some(text) => Some(Some(time::parse(&text)?)),
+        }
+    }
+
+    fn time(&self, column: c_int) -> Option<NaiveDateTime> {
+        self.optional_time(column).flatten()
+    }
+}
+
+/// A user from a row of [`UserByOpenid::SQL`]'s columns.
+fn read_user(row: &Row<'_>) -> Option<User> {
+    Some(User {
+        id: row.int(0),
+        openid: row.text(1)?,
+        unionid: row.optional_text(2)?,
+        session_key: row.text(3)?,
+        nickname: row.optional_text(4)?,
+        avatar_url: row.optional_text(5)?,
+        disabled_at: row.optional_time(6)?,
+        disabled_reason: row.optional_text(7)?,
+        login_count: row.int(8),
+        created_at: row.time(9)?,
+        updated_at: row.time(10)?,
+        last_login_at: row.time(11)?,
+    })
 }
 
 impl Drop for Statement {
@@ -235,7 +372,7 @@ impl<'s> Binder<'s> {
     }
 
     /// Binds a text without copying it: it must live until the statement runs, which the
-    /// borrow of the rows being inserted ensures (see [`LoginInserts`]).
+    /// borrow of the rows being inserted ensures (see [`LoginStatements`]).
     pub fn text(&mut self, value: &str) -> QueryResult<()> {
         let Ok(length) = c_int::try_from(value.len()) else {
             let error = DieselError::SerializationError("a text longer than SQLite takes".into());
@@ -296,8 +433,8 @@ fn last_error(db: NonNull<ffi::sqlite3>, rc: c_int) -> DieselError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::login_statements::insert_users;
     use crate::db::login_statements::tests::{assert_login_stored, at, new_user};
+    use crate::db::login_statements::{insert_users, ReturningLoginUpdate, UserByOpenid};
     use crate::db::models::{NewLogin, NewUser, User};
     use crate::db::schema::users;
     use diesel::prelude::*;
@@ -458,8 +595,21 @@ mod tests {
             token_expires_at: at("2026-12-02 10:11:12"),
         };
         let login = InsertLogin::new(&login);
+        let update = ReturningLoginUpdate {
+            id: 1,
+            unionid: None,
+            session_key: "k",
+            avatar_url: Some("a"),
+            login_count: 2,
+            now: crate::db::time::TimeText::new(&at("2026-11-27 09:10:11")),
+        };
         type Bind<'r> = &'r dyn Fn(&mut Binder<'_>) -> QueryResult<()>;
-        let cases: [(String, Bind); 2] = [
+        let cases: [(String, Bind); 3] = [
+            (ReturningLoginUpdate::SQL.to_owned(), &|b: &mut Binder<
+                '_,
+            >| {
+                update.bind(b)
+            }),
             (InsertUser::sql(rows.len()), &|b: &mut Binder<'_>| {
                 rows.iter().try_for_each(|row| row.bind(b))
             }),
@@ -473,6 +623,88 @@ mod tests {
             bind(&mut binder).unwrap();
             assert_eq!(binder.next - 1, parameters, "{sql}");
         }
+    }
+
+    #[test]
+    fn a_user_read_through_the_prepared_statement_is_the_user_diesel_reads() {
+        let (_dir, mut writer) = writer_database();
+        let users = [new_user(1, "oAll", Some("x")), new_user(2, "oNone", None)];
+        let rows: Vec<_> = users.iter().map(InsertUser::new).collect();
+        writer.split().1.insert_users(&rows).unwrap();
+        diesel::update(users::table.find(2))
+            .set((
+                users::disabled_at.eq(at("2026-11-26 08:00:00.25")),
+                users::disabled_reason.eq("spam"),
+            ))
+            .execute(writer.conn())
+            .unwrap();
+        for openid in ["oAll", "oNone"] {
+            let by_diesel = UserByOpenid::new(openid)
+                .load::<User>(writer.conn())
+                .unwrap();
+            match writer.split().1.user_by_openid(openid).unwrap() {
+                Lookup::Found(user) => assert_eq!(std::slice::from_ref(&user), by_diesel),
+                _ => panic!("{openid} was not read"),
+            }
+        }
+        assert!(matches!(
+            writer.split().1.user_by_openid("oNobody").unwrap(),
+            Lookup::Missing
+        ));
+    }
+
+    #[test]
+    fn a_time_stored_in_another_form_is_left_to_diesels_reader() {
+        let (_dir, mut writer) = writer_database();
+        let users = [new_user(1, "oOdd", None)];
+        writer
+            .split()
+            .1
+            .insert_users(&[InsertUser::new(&users[0])])
+            .unwrap();
+        // The form with a `T`, as a tool might write it.
+        diesel::sql_query("UPDATE users SET created_at = '2026-11-25T01:02:03'")
+            .execute(writer.conn())
+            .unwrap();
+        assert!(matches!(
+            writer.split().1.user_by_openid("oOdd").unwrap(),
+            Lookup::Unreadable
+        ));
+        let by_diesel = UserByOpenid::new("oOdd")
+            .load::<User>(writer.conn())
+            .unwrap();
+        assert_eq!(by_diesel[0].created_at, at("2026-11-25 01:02:03"));
+    }
+
+    #[test]
+    fn a_returning_login_is_stored_as_diesels_update_stores_it() {
+        let (_dir, mut writer) = writer_database();
+        let users = [new_user(1, "oD", Some("x")), new_user(2, "oP", Some("x"))];
+        let rows: Vec<_> = users.iter().map(InsertUser::new).collect();
+        writer.split().1.insert_users(&rows).unwrap();
+        let update = |id| ReturningLoginUpdate {
+            id,
+            unionid: None,
+            session_key: "new key",
+            avatar_url: Some("https://example.com/a.png"),
+            login_count: 9,
+            now: crate::db::time::TimeText::new(&at("2026-11-27 09:10:11.123456")),
+        };
+        assert_eq!(
+            diesel::debug_query::<diesel::sqlite::Sqlite, _>(&update(1))
+                .to_string()
+                .split(" -- binds")
+                .next(),
+            Some(ReturningLoginUpdate::SQL),
+            "the prepared statement is diesel's"
+        );
+        update(1).execute(writer.conn()).unwrap();
+        writer.split().1.update_returning(&update(2)).unwrap();
+        let stored = stored_users(writer.conn(), 1);
+        let (mut d, mut p) = (stored[0].clone(), stored[1].clone());
+        assert_eq!((p.session_key.as_str(), p.login_count), ("new key", 9));
+        (d.id, d.openid, p.id, p.openid) = (0, String::new(), 0, String::new());
+        assert_eq!(p, d);
     }
 
     #[test]
