@@ -61,11 +61,11 @@ fn install() -> anyhow::Result<()> {
     }
 }
 
-/// The login writer's connection: diesel's, and the inserts prepared on its handle.
+/// The login writer's connection: diesel's, and a login's statements prepared on its handle.
 pub struct WriterConnection {
     // Declared first, so dropped first: its statements are finalized before diesel closes
     // the connection (closing with statements left fails, and diesel panics on that).
-    inserts: LoginStatements,
+    statements: LoginStatements,
     conn: DbConnection,
 }
 
@@ -79,7 +79,7 @@ impl WriterConnection {
         let db = NonNull::new(OPENED.with(|opened| opened.replace(ptr::null_mut())))
             .context("SQLite did not report the login writer's connection")?;
         Ok(Self {
-            inserts: LoginStatements {
+            statements: LoginStatements {
                 db,
                 user_by_openid: None,
                 returning_update: None,
@@ -90,14 +90,14 @@ impl WriterConnection {
         })
     }
 
-    /// The diesel connection, for everything but the inserts.
+    /// The diesel connection, for everything else.
     pub fn conn(&mut self) -> &mut DbConnection {
         &mut self.conn
     }
 
     /// Both halves at once.
     pub fn split(&mut self) -> (&mut DbConnection, &mut LoginStatements) {
-        (&mut self.conn, &mut self.inserts)
+        (&mut self.conn, &mut self.statements)
     }
 }
 
@@ -582,7 +582,7 @@ mod tests {
     #[test]
     fn each_statement_binds_exactly_the_parameters_its_text_has() {
         let (_dir, writer) = writer_database();
-        let db = writer.inserts.db;
+        let db = writer.statements.db;
         let users = [new_user(1, "oA", Some("x")), new_user(2, "oB", None)];
         let rows: Vec<_> = users.iter().map(InsertUser::new).collect();
         let login = NewLogin {
