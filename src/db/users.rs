@@ -149,7 +149,7 @@ impl<'a> LoginBatch<'a> {
     ) -> QueryResult<LoginOutcome> {
         let (user, is_new) = if let Some(&at) = self.new_user_at.get(attempt.openid.as_str()) {
             // Logged in twice in one batch (two codes, say): the row is not written yet.
-            let (user, _) = User::after_login(&self.new_users[at], attempt);
+            let (user, _) = User::after_login(self.new_users[at].clone(), attempt);
             self.new_users[at] = user.clone();
             (user, false)
         } else {
@@ -167,7 +167,7 @@ impl<'a> LoginBatch<'a> {
             match existing {
                 Some(existing) if existing.is_disabled() => return Ok(LoginOutcome::Disabled),
                 Some(existing) => (
-                    User::update_on_login(conn, prepared, &existing, attempt)?,
+                    User::update_on_login(conn, prepared, existing, attempt)?,
                     false,
                 ),
                 None => {
@@ -303,10 +303,12 @@ impl User {
         })
     }
 
-    /// The user a returning login leaves, from `existing` as stored before it, and the
-    /// nickname to set when the login changes it.
-    fn after_login<'a>(existing: &User, attempt: &'a LoginAttempt) -> (User, Option<&'a str>) {
-        let mut user = existing.clone();
+    /// The user a returning login leaves, from `user` as stored before it, and the nickname
+    /// to set when the login changes it. Takes the row it updates: a copy of it cost the
+    /// login writer a string allocation per text column on every returning login.
+    fn after_login(mut user: User, attempt: &LoginAttempt) -> (User, Option<&str>) {
+        let nickname = nickname_to_store(user.nickname.as_deref(), attempt.nickname.as_ref())
+            .filter(|n| user.nickname.as_deref() != Some(*n));
         if let Some(unionid) = &attempt.unionid {
             user.unionid = Some(unionid.clone());
         }
@@ -314,12 +316,10 @@ impl User {
             user.avatar_url = Some(avatar_url.as_str().to_owned());
         }
         user.session_key.clone_from(&attempt.session_key);
-        // Exact: the write transaction holds the lock since `existing` was read.
+        // Exact: the write transaction holds the lock since the row was read.
         user.login_count += 1;
         user.updated_at = attempt.now;
         user.last_login_at = attempt.now;
-        let nickname = nickname_to_store(existing.nickname.as_deref(), attempt.nickname.as_ref())
-            .filter(|n| existing.nickname.as_deref() != Some(*n));
         if let Some(nickname) = nickname {
             user.nickname = Some(nickname.to_owned());
         }
@@ -331,7 +331,7 @@ impl User {
     fn update_on_login(
         conn: &mut DbConnection,
         prepared: Option<&mut LoginStatements>,
-        existing: &User,
+        existing: User,
         attempt: &LoginAttempt,
     ) -> QueryResult<User> {
         let (user, nickname) = Self::after_login(existing, attempt);
