@@ -235,9 +235,7 @@ impl Statement {
         }
         outcome
     }
-}
 
-impl Statement {
     /// Steps the bound statement for its first row and reads it with `read` (`None`: a row
     /// it does not take), then resets it and clears its values.
     fn query_one(
