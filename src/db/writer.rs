@@ -325,14 +325,18 @@ fn record_batch(
     }
 }
 
-/// WAL frames (pages) past which the writer is asked to let the WAL start over: 128 MiB.
+/// WAL frames (pages) past which the writer is asked to let the WAL start over: 256 MiB.
 /// The writer's checkpoint copies and syncs the frames written since the upkeep thread's
-/// last one, which stalls logins for 3-6 ms on this kind of disk. At 16384 frames that
-/// happened three times a second under the bench's returning-users load, and those stalls
-/// made up the slowest one percent of logins (p99/p50 2.9-4.0; 2.4-2.6 at 32768). Reading
-/// the WAL back after a crash stays quick (a 128 MiB one: ready 122 ms after start, against
-/// 78 ms for 64 MiB), and a quiet second empties it (see `TRUNCATE_WAL_AFTER_IDLE_ROUNDS`).
-const RESTART_WAL_AT_FRAMES: i64 = 32768;
+/// last one (`strace`: a 1.5 ms sync of the WAL and a 5 ms one of the database), and every
+/// login waits meanwhile. At 16384 frames that happened three times a second under the
+/// bench's returning-users load, and those stalls made up the slowest one percent of logins
+/// (p99/p50 2.9-4.0; 2.4-2.6 at 32768). The logins' writer is faster now, and at 32768 it
+/// came every 0.65 s under new-users: p99/p50 2.7-3.2 there, 2.6-2.9 at 65536 (5 alternating
+/// pairs; returning-users 2.6-2.7 and 2.4-2.8). Reading the WAL back after a crash stays
+/// quick, as a start no longer copies it first (see `connect`): a full 256 MiB one of distinct
+/// pages, ready 120-136 ms after start. A quiet second empties it (see
+/// `TRUNCATE_WAL_AFTER_IDLE_ROUNDS`).
+const RESTART_WAL_AT_FRAMES: i64 = 65536;
 
 #[derive(QueryableByName)]
 struct CheckpointResult {
