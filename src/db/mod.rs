@@ -226,17 +226,12 @@ mod tests {
             Some(left),
             "opening copied the WAL into the database before serving"
         );
-        let rows: i64 = diesel::sql_query("SELECT count(*) AS n FROM filler")
-            .get_result::<Count>(&mut reopened.get().unwrap())
-            .unwrap()
-            .n;
+        let rows: i64 = diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+            "(SELECT count(*) FROM filler)",
+        ))
+        .get_result(&mut reopened.get().unwrap())
+        .unwrap();
         assert_eq!(rows, 200, "what the WAL held is there");
-    }
-
-    #[derive(diesel::QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
     }
 
     #[test]

@@ -153,14 +153,15 @@ impl<'a> LoginBatch<'a> {
             self.new_users[at] = user.clone();
             (user, false)
         } else {
-            let lookup = match prepared.as_deref_mut() {
-                Some(prepared) => prepared.user_by_openid(&attempt.openid)?,
-                None => Lookup::Unreadable,
-            };
+            let lookup = prepared
+                .as_deref_mut()
+                .map(|prepared| prepared.user_by_openid(&attempt.openid))
+                .transpose()?;
             let existing = match lookup {
-                Lookup::Found(user) => Some(user),
-                Lookup::Missing => None,
-                Lookup::Unreadable => {
+                Some(Lookup::Found(user)) => Some(user),
+                Some(Lookup::Missing) => None,
+                // No prepared statements, or a row they do not read: diesel reads it.
+                None | Some(Lookup::Unreadable) => {
                     super::unique(UserByOpenid::new(&attempt.openid).load::<User>(conn))?
                 }
             };

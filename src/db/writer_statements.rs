@@ -141,7 +141,7 @@ impl LoginStatements {
             slot => slot.insert(Statement::prepare(db, UserByOpenid::SQL)?),
         };
         Binder::new(statement).text(openid)?;
-        statement.query_one(db, read_user)
+        statement.query_user(db)
     }
 
     /// Stores a returning login's changes to its user.
@@ -236,16 +236,12 @@ impl Statement {
         outcome
     }
 
-    /// Steps the bound statement for its first row and reads it with `read` (`None`: a row
-    /// it does not take), then resets it and clears its values.
-    fn query_one(
-        &mut self,
-        db: NonNull<ffi::sqlite3>,
-        read: fn(&Row<'_>) -> Option<User>,
-    ) -> QueryResult<Lookup> {
+    /// Steps the bound statement for its first row and reads it as a user, then resets it
+    /// and clears its values.
+    fn query_user(&mut self, db: NonNull<ffi::sqlite3>) -> QueryResult<Lookup> {
         // SAFETY: as in `run`; the row is read before the reset below.
         let outcome = match unsafe { ffi::sqlite3_step(self.0.as_ptr()) } {
-            ffi::SQLITE_ROW => Ok(read(&Row(self)).map_or(Lookup::Unreadable, Lookup::Found)),
+            ffi::SQLITE_ROW => Ok(read_user(&Row(self)).map_or(Lookup::Unreadable, Lookup::Found)),
             ffi::SQLITE_DONE => Ok(Lookup::Missing),
             rc => Err(last_error(db, rc)),
         };
@@ -263,7 +259,7 @@ struct Row<'s>(&'s Statement);
 
 impl Row<'_> {
     fn int(&self, column: c_int) -> i64 {
-        // SAFETY: the statement has a current row (see `query_one`).
+        // SAFETY: the statement has a current row (see `query_user`).
         unsafe { ffi::sqlite3_column_int64(self.0 .0.as_ptr(), column) }
     }
 
