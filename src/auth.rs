@@ -108,15 +108,17 @@ pub fn hash_token(value: &str) -> String {
 
 /// `bytes` as lowercase hex, into a string sized once. `hex::encode` collects `char`s from an
 /// iterator into a string that grows as it goes: under callgrind its two calls in a login
-/// were 1.9% of the server's instructions for it.
+/// were 1.9% of the server's instructions for it. Pushing `char`s one at a time still cost
+/// about 700 instructions a call; bytes into a buffer take a fraction of that.
 fn hex_string(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for &b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    let mut out = vec![0u8; bytes.len() * 2];
+    for (pair, &b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0xf)];
     }
-    out
+    // Hex digits are ASCII.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// Appends `n` in decimal.

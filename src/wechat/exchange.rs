@@ -25,24 +25,63 @@ const MOST_REMEMBERED_PER_GENERATION: usize = 65_536;
 type Outcome = Result<Code2Session, WeChatError>;
 
 struct State {
-    /// Exchanges under way, by code, with the requests waiting to share their outcome.
-    inflight: HashMap<String, Vec<oneshot::Sender<Outcome>>>,
+    /// Exchanges under way, by the keyed hash of their code, with the code itself (two codes
+    /// may share a hash: only the same code joins) and the requests waiting to share the
+    /// outcome.
+    inflight: HashMap<u64, Inflight, KeyHasher>,
     /// Codes exchanged with success, by a keyed hash of the code (a code is a credential,
     /// and eight bytes keep the sets small under load), in two generations: `recent` since
     /// `recent_since`, `older` the period before. Rotating drops the oldest generation at
     /// once, so remembering costs O(1) per login however many logins a period sees (a
     /// sweep of one big map on every login had made logins slower the more there were).
-    recent: HashSet<u64>,
-    older: HashSet<u64>,
+    recent: HashSet<u64, KeyHasher>,
+    older: HashSet<u64, KeyHasher>,
     recent_since: Instant,
+}
+
+/// An exchange under way.
+struct Inflight {
+    code: String,
+    waiting: Vec<oneshot::Sender<Outcome>>,
+}
+
+/// Hashes the keys above, which are keyed hashes already, by taking them as they are:
+/// hashing them again (SipHash, as `HashMap` does by default) was most of the cost of
+/// looking a code up.
+#[derive(Clone, Copy, Default)]
+struct KeyHasher;
+
+impl BuildHasher for KeyHasher {
+    type Hasher = KeyHash;
+    fn build_hasher(&self) -> KeyHash {
+        KeyHash(0)
+    }
+}
+
+/// The hasher [`KeyHasher`] builds: the last `u64` written is the hash.
+struct KeyHash(u64);
+
+impl std::hash::Hasher for KeyHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys are hashed here; anything else still gets a usable hash.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, key: u64) {
+        self.0 = key;
+    }
 }
 
 impl Default for State {
     fn default() -> Self {
         Self {
-            inflight: HashMap::new(),
-            recent: HashSet::new(),
-            older: HashSet::new(),
+            inflight: HashMap::default(),
+            recent: HashSet::default(),
+            older: HashSet::default(),
             recent_since: Instant::now(),
         }
     }
@@ -105,24 +144,45 @@ impl CodeExchange {
         let key = self.hasher.hash_one(code.as_str());
         let role = {
             let mut state = lock(&self.state);
-            if let Some(waiting) = state.inflight.get_mut(code.as_str()) {
-                let (tx, rx) = oneshot::channel();
-                waiting.push(tx);
-                Role::Joiner(rx)
-            } else if state.was_exchanged(key, Instant::now()) {
-                return Err(WeChatError::CodeUsed);
-            } else {
-                state.inflight.insert(code.as_str().to_owned(), Vec::new());
-                let wechat = self.wechat.clone();
-                let owned = code.clone();
-                Role::Leader(Leader {
-                    call: Some(Box::pin(async move { wechat.code2session(&owned).await })),
-                    finish: Finish {
-                        state: self.state.clone(),
-                        code: code.as_str().to_owned(),
-                        key,
-                    },
-                })
+            // Whether an exchange is under way under this hash, and whether it is this code's.
+            let under_way = state
+                .inflight
+                .get(&key)
+                .map(|inflight| inflight.code == code.as_str());
+            let taken = under_way.is_some();
+            match under_way {
+                Some(true) => {
+                    let (tx, rx) = oneshot::channel();
+                    if let Some(inflight) = state.inflight.get_mut(&key) {
+                        inflight.waiting.push(tx);
+                    }
+                    Role::Joiner(rx)
+                }
+                _ if state.was_exchanged(key, Instant::now()) => return Err(WeChatError::CodeUsed),
+                _ => {
+                    // Another code with the same hash under way (all but impossible): this
+                    // one is exchanged on its own, and not offered to others to join.
+                    let registered = !taken;
+                    if registered {
+                        state.inflight.insert(
+                            key,
+                            Inflight {
+                                code: code.as_str().to_owned(),
+                                waiting: Vec::new(),
+                            },
+                        );
+                    }
+                    let wechat = self.wechat.clone();
+                    let owned = code.clone();
+                    Role::Leader(Leader {
+                        call: Some(Box::pin(async move { wechat.code2session(&owned).await })),
+                        finish: Finish {
+                            state: self.state.clone(),
+                            key,
+                            registered,
+                        },
+                    })
+                }
             }
         };
         let leader = match role {
@@ -162,8 +222,9 @@ struct Leader {
 /// What to do with a call's outcome.
 struct Finish {
     state: Arc<Mutex<State>>,
-    code: String,
     key: u64,
+    /// Whether the exchange is in `inflight` (under `key`), where others may have joined.
+    registered: bool,
 }
 
 impl Leader {
@@ -186,8 +247,8 @@ impl Drop for Leader {
         };
         let finish = Finish {
             state: self.finish.state.clone(),
-            code: std::mem::take(&mut self.finish.code),
             key: self.finish.key,
+            registered: self.finish.registered,
         };
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
@@ -210,7 +271,15 @@ impl Finish {
     fn share(&self, outcome: &Outcome) {
         let waiting = {
             let mut state = lock(&self.state);
-            let waiting = state.inflight.remove(&self.code).unwrap_or_default();
+            let waiting = if self.registered {
+                state
+                    .inflight
+                    .remove(&self.key)
+                    .map(|inflight| inflight.waiting)
+                    .unwrap_or_default()
+            } else {
+                Vec::new()
+            };
             if outcome.is_ok() {
                 state.remember(self.key, Instant::now());
             }
@@ -254,9 +323,8 @@ mod tests {
         (base, calls)
     }
 
-    #[tokio::test]
-    async fn a_tap_that_goes_away_leaves_its_call_to_finish_for_the_taps_that_joined_it() {
-        let (api_base, calls) = slow_wechat(Duration::from_millis(300)).await;
+    /// Exchanges through the real HTTP client against the WeChat at `api_base`.
+    fn exchange_with(api_base: String) -> CodeExchange {
         let client = crate::wechat::HttpWeChat::new(&crate::config::WeChatConfig {
             appid: "wx_appid".into(),
             secret: crate::domain::Secret::new("secret"),
@@ -264,7 +332,13 @@ mod tests {
             timeout: Duration::from_secs(5),
         })
         .unwrap();
-        let exchange = Arc::new(CodeExchange::new(WeChat::Http(client)));
+        CodeExchange::new(WeChat::Http(client))
+    }
+
+    #[tokio::test]
+    async fn a_tap_that_goes_away_leaves_its_call_to_finish_for_the_taps_that_joined_it() {
+        let (api_base, calls) = slow_wechat(Duration::from_millis(300)).await;
+        let exchange = Arc::new(exchange_with(api_base));
         let code = LoginCode::parse("code-tapped-twice").unwrap();
 
         let first = tokio::spawn({
@@ -293,6 +367,34 @@ mod tests {
             "the code is remembered as used"
         );
         assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_code_whose_hash_another_codes_exchange_holds_is_exchanged_on_its_own() {
+        let (api_base, calls) = slow_wechat(Duration::from_millis(10)).await;
+        let exchange = exchange_with(api_base);
+        let code = LoginCode::parse("code-with-a-twin").unwrap();
+        // Another code under way under the same hash: a collision, made by hand.
+        let key = exchange.hasher.hash_one(code.as_str());
+        let (other_tx, mut other_rx) = oneshot::channel();
+        lock(&exchange.state).inflight.insert(
+            key,
+            Inflight {
+                code: "the-other-code".into(),
+                waiting: vec![other_tx],
+            },
+        );
+
+        let session = tokio::time::timeout(Duration::from_secs(5), exchange.exchange(&code))
+            .await
+            .expect("the code waited for the other code's exchange")
+            .expect("the code gets its own call's answer");
+        assert_eq!(session.openid.as_str(), "oSlow0");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        // The other code's exchange is left as it was: still under way, nobody answered.
+        let state = lock(&exchange.state);
+        assert_eq!(state.inflight[&key].code, "the-other-code");
+        assert!(other_rx.try_recv().is_err());
     }
 
     /// An empty state whose current generation began at `start`.
