@@ -2,6 +2,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::login_statements::{
     insert_users, InsertLogin, InsertUser, ReturningLoginUpdate, UserByOpenid,
@@ -43,8 +44,9 @@ pub struct LoginAttempt {
 pub enum LoginOutcome {
     /// The user is logged in and the token issued.
     LoggedIn {
-        /// The user as stored after the login.
-        user: Box<User>,
+        /// The user as stored after the login. Shared with the batch that inserts it, for a
+        /// new user: a copy of every text column cost the login writer an allocation each.
+        user: Arc<User>,
         /// The login's row, which holds the token and which the token names.
         login_id: i64,
         /// True when this login created the user.
@@ -121,7 +123,7 @@ impl NextIds {
 pub struct LoginBatch<'a> {
     ids: NextIds,
     /// Users this batch creates, as they will be stored.
-    new_users: Vec<User>,
+    new_users: Vec<Arc<User>>,
     /// Where each of `new_users` is, by openid.
     new_user_at: HashMap<&'a str, usize>,
     logins: Vec<NewLogin<'a>>,
@@ -149,7 +151,8 @@ impl<'a> LoginBatch<'a> {
     ) -> QueryResult<LoginOutcome> {
         let (user, is_new) = if let Some(&at) = self.new_user_at.get(attempt.openid.as_str()) {
             // Logged in twice in one batch (two codes, say): the row is not written yet.
-            let (user, _) = User::after_login(self.new_users[at].clone(), attempt);
+            let (user, _) = User::after_login(User::clone(&self.new_users[at]), attempt);
+            let user = Arc::new(user);
             self.new_users[at] = user.clone();
             (user, false)
         } else {
@@ -168,11 +171,11 @@ impl<'a> LoginBatch<'a> {
             match existing {
                 Some(existing) if existing.is_disabled() => return Ok(LoginOutcome::Disabled),
                 Some(existing) => (
-                    User::update_on_login(conn, prepared, existing, attempt)?,
+                    Arc::new(User::update_on_login(conn, prepared, existing, attempt)?),
                     false,
                 ),
                 None => {
-                    let user = new_user(attempt, self.ids.take_user());
+                    let user = Arc::new(new_user(attempt, self.ids.take_user()));
                     self.new_user_at
                         .insert(&attempt.openid, self.new_users.len());
                     self.new_users.push(user.clone());
@@ -191,7 +194,7 @@ impl<'a> LoginBatch<'a> {
             token_expires_at: attempt.token_expires_at,
         });
         Ok(LoginOutcome::LoggedIn {
-            user: Box::new(user),
+            user,
             login_id,
             is_new,
         })

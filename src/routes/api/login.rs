@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -115,7 +117,7 @@ async fn login(
                 ret: true,
                 token: token_secret.token(login_id).expose().to_owned(),
                 expires_at: rfc3339(expires_at),
-                user: UserView::new(*user, Some(is_new)),
+                user: UserView::new(Arc::unwrap_or_clone(user), Some(is_new)),
             })))
         }
     }
