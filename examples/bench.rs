@@ -2,6 +2,7 @@
 //!
 //!     cargo run --release --example bench [-- --seconds 5 --runs 3 --console-users 1000000]
 //!         [--only new-users,floor-login] [--server PATH/TO/wxlogin]
+//!     cargo run --release --example bench -- --callgrind 10   (instructions a login, valgrind)
 //!
 //! Builds the release server and runs it as its own process; this program re-runs itself as
 //! two more processes: a fake WeChat (JSON as text/plain, a fresh openid per code) and the
@@ -100,6 +101,15 @@ fn proc_mib(pid: u32, field: &str) -> f64 {
 /// The wxlogin server on `db`, and how long after spawning it answered `/healthz`.
 fn start_server(bin: &Path, db: &Path, wechat_base: &str) -> (Proc, Duration) {
     let mut command = Command::new(bin);
+    configure_server(&mut command, db, wechat_base);
+    let started = Instant::now();
+    let proc = Proc::spawn(command);
+    wait_ready(&proc.addr);
+    (proc, started.elapsed())
+}
+
+/// The environment the server runs in, on `db`, against the WeChat at `wechat_base`.
+fn configure_server(command: &mut Command, db: &Path, wechat_base: &str) {
     command
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -112,10 +122,6 @@ fn start_server(bin: &Path, db: &Path, wechat_base: &str) -> (Proc, Duration) {
         // The access log costs a line per request; a deployment keeps it, so does the bench.
         .env("RUST_LOG", "info")
         .current_dir(db.parent().unwrap());
-    let started = Instant::now();
-    let proc = Proc::spawn(command);
-    wait_ready(&proc.addr);
-    (proc, started.elapsed())
 }
 
 fn wait_ready(addr: &str) {
@@ -537,6 +543,98 @@ fn print_run(name: &str, run: &Run) {
     }
 }
 
+// ---------------------------------------------------------------- instructions per login
+
+/// `--callgrind SECONDS`: runs the server under valgrind's callgrind, warms it up with three
+/// seconds of new users, then counts the instructions each of its threads runs during
+/// `seconds` more of them, and prints them per login. Unlike time, instruction counts hold
+/// still on a noisy machine, so they show changes of a percent or two; but they leave out
+/// what the kernel does and how threads wait for each other.
+fn callgrind_logins(
+    rt: &tokio::runtime::Runtime,
+    bin: &Path,
+    dir: &Path,
+    wechat_base: &str,
+    seconds: f64,
+) {
+    let out = dir.join("callgrind.out");
+    let mut command = Command::new("valgrind");
+    command
+        .args(["--tool=callgrind", "--separate-threads=yes"])
+        .arg(format!("--callgrind-out-file={}", out.display()))
+        .arg(bin);
+    configure_server(&mut command, &dir.join("callgrind.db"), wechat_base);
+    if Command::new("valgrind").arg("--version").output().is_err() {
+        panic!("--callgrind needs valgrind (Debian: apt-get install valgrind)");
+    }
+    let server = Proc::spawn(command);
+    wait_ready(&server.addr);
+    rt.block_on(drive(&server.addr, new_user_logins(u64::MAX - 1), 3.0));
+    let control = |what: &str| {
+        let done = Command::new("callgrind_control")
+            .args([what, &server.pid().to_string()])
+            .output()
+            .expect("callgrind_control (valgrind's) runs");
+        assert!(done.status.success(), "callgrind_control {what} failed");
+    };
+    control("-z");
+    let run = rt.block_on(drive(&server.addr, new_user_logins(u64::MAX), seconds));
+    control("-d");
+    // The threads' names, in the order they were started (valgrind numbers threads so).
+    let mut tasks: Vec<u32> = std::fs::read_dir(format!("/proc/{}/task", server.pid()))
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    tasks.sort_unstable();
+    let name = |thread: usize| {
+        tasks
+            .get(thread.wrapping_sub(1))
+            .map_or(String::new(), |tid| {
+                std::fs::read_to_string(format!("/proc/{}/task/{tid}/comm", server.pid()))
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned()
+            })
+    };
+    println!(
+        "callgrind: {} new users' logins in {seconds} s (after 3 s of warm-up); instructions a login by thread:",
+        run.requests
+    );
+    let prefix = format!("{}.1-", out.file_name().unwrap().to_string_lossy());
+    let mut dumps: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
+        })
+        .collect();
+    dumps.sort();
+    for dump in dumps {
+        let text = std::fs::read_to_string(&dump).unwrap_or_default();
+        let field = |key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        let (Some(thread), Some(instructions)) = (field("thread:"), field("summary:")) else {
+            continue;
+        };
+        if instructions > 0 {
+            println!(
+                "  thread {thread:>2} {:<16} {:>10.0}",
+                name(thread as usize),
+                instructions as f64 / run.requests.max(1) as f64
+            );
+        }
+    }
+}
+
 // ---------------------------------------------------------------- console at scale
 
 fn seed(db: &Path, users: u64, logins_per_user: u64) -> Duration {
@@ -778,7 +876,8 @@ fn main() {
     let bin = if server.is_empty() {
         release_binary()
     } else {
-        PathBuf::from(server)
+        // Absolute: the server runs in the database's folder.
+        std::fs::canonicalize(&server).unwrap_or_else(|e| panic!("--server {server}: {e}"))
     };
     let me = std::env::current_exe().unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -800,6 +899,10 @@ fn main() {
         })
     };
     let rt = runtime();
+    let callgrind: f64 = arg(&args, "--callgrind", 0.0);
+    if callgrind > 0.0 {
+        return callgrind_logins(&rt, &bin, dir.path(), &wechat_base, callgrind);
+    }
     println!(
         "wxlogin benchmark: {CONNECTIONS} connections, {runs} runs x {seconds} s per scenario (median run shown), {} cores",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
