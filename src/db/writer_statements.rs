@@ -136,10 +136,8 @@ impl LoginStatements {
     /// The user whose openid is `openid`.
     pub fn user_by_openid(&mut self, openid: &str) -> QueryResult<Lookup> {
         let db = self.db;
-        let statement = match &mut self.user_by_openid {
-            Some(statement) => statement,
-            slot => slot.insert(Statement::prepare(db, UserByOpenid::SQL)?),
-        };
+        let statement =
+            Statement::prepared(&mut self.user_by_openid, db, || UserByOpenid::SQL.into())?;
         Binder::new(statement).text(openid)?;
         statement.query_user(db)
     }
@@ -147,10 +145,9 @@ impl LoginStatements {
     /// Stores a returning login's changes to its user.
     pub fn update_returning(&mut self, update: &ReturningLoginUpdate<'_>) -> QueryResult<()> {
         let db = self.db;
-        let statement = match &mut self.returning_update {
-            Some(statement) => statement,
-            slot => slot.insert(Statement::prepare(db, ReturningLoginUpdate::SQL)?),
-        };
+        let statement = Statement::prepared(&mut self.returning_update, db, || {
+            ReturningLoginUpdate::SQL.into()
+        })?;
         update.bind(&mut Binder::new(statement))?;
         statement.run(db)
     }
@@ -158,12 +155,8 @@ impl LoginStatements {
     /// Inserts `login`.
     pub fn insert_login(&mut self, login: &InsertLogin<'_>) -> QueryResult<()> {
         let db = self.db;
-        let statement = match &mut self.login {
-            Some(statement) => statement,
-            slot => slot.insert(Statement::prepare(db, &InsertLogin::sql())?),
-        };
-        let mut binder = Binder::new(statement);
-        login.bind(&mut binder)?;
+        let statement = Statement::prepared(&mut self.login, db, || InsertLogin::sql().into())?;
+        login.bind(&mut Binder::new(statement))?;
         statement.run(db)
     }
 
@@ -176,10 +169,9 @@ impl LoginStatements {
         while !rows.is_empty() {
             let power = rows.len().min(MOST_ROWS_AT_ONCE).ilog2();
             let (chunk, rest) = rows.split_at(1 << power);
-            let statement = match &mut self.users[power as usize] {
-                Some(statement) => statement,
-                slot => slot.insert(Statement::prepare(db, &InsertUser::sql(chunk.len()))?),
-            };
+            let statement = Statement::prepared(&mut self.users[power as usize], db, || {
+                InsertUser::sql(chunk.len()).into()
+            })?;
             let mut binder = Binder::new(statement);
             for row in chunk {
                 row.bind(&mut binder)?;
@@ -195,6 +187,18 @@ impl LoginStatements {
 struct Statement(NonNull<ffi::sqlite3_stmt>);
 
 impl Statement {
+    /// The statement in `slot`, prepared from `sql` on first use.
+    fn prepared(
+        slot: &mut Option<Self>,
+        db: NonNull<ffi::sqlite3>,
+        sql: impl FnOnce() -> std::borrow::Cow<'static, str>,
+    ) -> QueryResult<&mut Self> {
+        match slot {
+            Some(statement) => Ok(statement),
+            None => Ok(slot.insert(Self::prepare(db, &sql())?)),
+        }
+    }
+
     fn prepare(db: NonNull<ffi::sqlite3>, sql: &str) -> QueryResult<Self> {
         let mut statement = ptr::null_mut();
         let length = c_int::try_from(sql.len()).map_err(|_| {
@@ -218,8 +222,7 @@ impl Statement {
         }
     }
 
-    /// Steps the bound statement once, then resets it and clears its values, so it holds no
-    /// pointer to them (they are bound without a copy).
+    /// Steps the bound statement once, then resets it.
     fn run(&mut self, db: NonNull<ffi::sqlite3>) -> QueryResult<()> {
         // SAFETY: the statement is prepared and every value bound is alive until the
         // bindings are cleared below.
@@ -228,11 +231,7 @@ impl Statement {
             ffi::SQLITE_DONE => Ok(()),
             rc => Err(last_error(db, rc)),
         };
-        // SAFETY: as above; reset repeats the step's error, already taken.
-        unsafe {
-            ffi::sqlite3_reset(self.0.as_ptr());
-            ffi::sqlite3_clear_bindings(self.0.as_ptr());
-        }
+        self.reset();
         outcome
     }
 
@@ -245,12 +244,18 @@ impl Statement {
             ffi::SQLITE_DONE => Ok(Lookup::Missing),
             rc => Err(last_error(db, rc)),
         };
-        // SAFETY: as in `run`.
+        self.reset();
+        outcome
+    }
+
+    /// Readies the statement for its next run and clears its values, so it holds no pointer
+    /// to them (they are bound without a copy).
+    fn reset(&mut self) {
+        // SAFETY: a prepared statement; reset repeats the step's error, already taken.
         unsafe {
             ffi::sqlite3_reset(self.0.as_ptr());
             ffi::sqlite3_clear_bindings(self.0.as_ptr());
         }
-        outcome
     }
 }
 

@@ -144,25 +144,22 @@ impl CodeExchange {
         let key = self.hasher.hash_one(code.as_str());
         let role = {
             let mut state = lock(&self.state);
-            // Whether an exchange is under way under this hash, and whether it is this code's.
-            let under_way = state
-                .inflight
-                .get(&key)
-                .map(|inflight| inflight.code == code.as_str());
-            let taken = under_way.is_some();
-            match under_way {
-                Some(true) => {
+            // Joins this code's exchange if one is under way; `Some(None)`: another code's
+            // is, under the same hash.
+            let joined = state.inflight.get_mut(&key).map(|inflight| {
+                (inflight.code == code.as_str()).then(|| {
                     let (tx, rx) = oneshot::channel();
-                    if let Some(inflight) = state.inflight.get_mut(&key) {
-                        inflight.waiting.push(tx);
-                    }
-                    Role::Joiner(rx)
-                }
+                    inflight.waiting.push(tx);
+                    rx
+                })
+            });
+            match joined {
+                Some(Some(rx)) => Role::Joiner(rx),
                 _ if state.was_exchanged(key, Instant::now()) => return Err(WeChatError::CodeUsed),
-                _ => {
+                taken => {
                     // Another code with the same hash under way (all but impossible): this
                     // one is exchanged on its own, and not offered to others to join.
-                    let registered = !taken;
+                    let registered = taken.is_none();
                     if registered {
                         state.inflight.insert(
                             key,
