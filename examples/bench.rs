@@ -649,7 +649,8 @@ fn seed(db: &Path, users: u64, logins_per_user: u64) -> Duration {
          BEGIN;
          WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < {users})
          INSERT INTO users (id, openid, unionid, session_key, nickname, avatar_url, disabled_at,
-                            disabled_reason, login_count, created_at, updated_at, last_login_at)
+                            disabled_reason, login_count, created_at, updated_at, last_login_at,
+                            last_login_id)
          SELECT n, 'oSeed' || printf('%07d', n), CASE WHEN n % 3 = 0 THEN 'uSeed' || n END,
                 'c2Vzc2lvbmtleQ==', '用户' || n || CASE n % 4 WHEN 0 THEN '猫' WHEN 1 THEN 'panda' WHEN 2 THEN '🐼' ELSE 'x' END,
                 'https://thirdwx.qlogo.cn/mmopen/' || n || '/132',
@@ -657,12 +658,16 @@ fn seed(db: &Path, users: u64, logins_per_user: u64) -> Duration {
                 {logins_per_user},
                 datetime('now', '-' || ((({users} - n) * 400) / {users}) || ' days', '-' || (n % 86400) || ' seconds'),
                 datetime('now'),
-                datetime('now', '-' || (n % 90) || ' days', '-' || (n % 3600) || ' seconds')
+                datetime('now', '-' || (n % 90) || ' days', '-' || (n % 3600) || ' seconds'),
+                -- Login n is user (n % users) + 1's (below): each user's latest.
+                CASE WHEN n = 1 THEN {users} * {logins_per_user}
+                     ELSE n - 1 + ({logins_per_user} - 1) * {users} END
          FROM seq;
          WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < {users} * {logins_per_user})
-         INSERT INTO logins (user_id, logged_in_at, ip, user_agent)
-         SELECT (n % {users}) + 1, datetime('now', '-' || (n % 720) || ' hours'), '10.0.' || (n % 250) || '.' || (n % 200),
-                'Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) MicroMessenger/8.0.50'
+         INSERT INTO logins (id, user_id, logged_in_at, ip, user_agent, previous_login_id)
+         SELECT n, (n % {users}) + 1, datetime('now', '-' || (n % 720) || ' hours'), '10.0.' || (n % 250) || '.' || (n % 200),
+                'Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) MicroMessenger/8.0.50',
+                CASE WHEN n > {users} THEN n - {users} END
          FROM seq;
          COMMIT;
          -- What the login writer's batches would have built as these users arrived.

@@ -70,7 +70,7 @@ impl UserByOpenid<'_> {
     /// `User` reads them (a test reads a user both ways).
     pub const SQL: &'static str = "SELECT id, openid, unionid, session_key, nickname, \
         avatar_url, disabled_at, disabled_reason, login_count, created_at, updated_at, \
-        last_login_at FROM users WHERE openid = ?";
+        last_login_at, last_login_id FROM users WHERE openid = ?";
 }
 
 impl Query for UserByOpenid<'_> {
@@ -113,9 +113,9 @@ fn same_or_new(text: &TimeText, time: NaiveDateTime, other: NaiveDateTime) -> Ti
 
 impl InsertUser<'_> {
     const INTO: &'static str = "INSERT INTO users (id, openid, unionid, session_key, nickname, \
-        avatar_url, login_count, created_at, updated_at, last_login_at) VALUES ";
+        avatar_url, login_count, created_at, updated_at, last_login_at, last_login_id) VALUES ";
     /// Values a row binds.
-    const VALUES: usize = 10;
+    const VALUES: usize = 11;
 
     /// The text of an insert of `rows` users, as [`InsertUsers`] (or, for one, this) has
     /// diesel write it.
@@ -141,7 +141,8 @@ impl InsertUser<'_> {
         to.int(user.login_count)?;
         to.text(self.created_at.as_str())?;
         to.text(self.updated_at.as_str())?;
-        to.text(self.last_login_at.as_str())
+        to.text(self.last_login_at.as_str())?;
+        to.optional_int(user.last_login_id)
     }
 
     /// The row's parenthesised values.
@@ -167,6 +168,8 @@ impl InsertUser<'_> {
         out.push_bind_param::<Timestamp, _>(&self.updated_at)?;
         out.push_sql(", ");
         out.push_bind_param::<Timestamp, _>(&self.last_login_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<BigInt>, _>(&user.last_login_id)?;
         out.push_sql(")");
         Ok(())
     }
@@ -205,9 +208,9 @@ impl<'a> InsertLogin<'a> {
 
 impl InsertLogin<'_> {
     const INTO: &'static str = "INSERT INTO logins (id, user_id, logged_in_at, ip, user_agent, \
-        token_hash, token_expires_at) VALUES ";
+        token_hash, token_expires_at, previous_login_id) VALUES ";
     /// Values a login binds.
-    const VALUES: usize = 7;
+    const VALUES: usize = 8;
 
     /// The statement's text, as diesel writes it.
     pub fn sql() -> String {
@@ -223,7 +226,8 @@ impl InsertLogin<'_> {
         to.optional_text(login.ip)?;
         to.optional_text(login.user_agent)?;
         to.text(login.token_hash)?;
-        to.text(self.token_expires_at.as_str())
+        to.text(self.token_expires_at.as_str())?;
+        to.optional_int(login.previous_login_id)
     }
 }
 
@@ -250,6 +254,8 @@ impl QueryFragment<DbBackend> for InsertLogin<'_> {
         out.push_bind_param::<Text, _>(&login.token_hash)?;
         out.push_sql(", ");
         out.push_bind_param::<Timestamp, _>(&self.token_expires_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<BigInt>, _>(&login.previous_login_id)?;
         out.push_sql(")");
         Ok(())
     }
@@ -353,6 +359,8 @@ pub struct ReturningLoginUpdate<'a> {
     pub login_count: i64,
     /// The time of the login.
     pub now: TimeText,
+    /// The login's row (see [`User::last_login_id`]).
+    pub last_login_id: i64,
 }
 
 impl QueryFragment<DbBackend> for ReturningLoginUpdate<'_> {
@@ -369,6 +377,8 @@ impl QueryFragment<DbBackend> for ReturningLoginUpdate<'_> {
         out.push_bind_param::<Timestamp, _>(&self.now)?;
         out.push_sql(", last_login_at = ");
         out.push_bind_param::<Timestamp, _>(&self.now)?;
+        out.push_sql(", last_login_id = ");
+        out.push_bind_param::<BigInt, _>(&self.last_login_id)?;
         out.push_sql(" WHERE id = ");
         out.push_bind_param::<BigInt, _>(&self.id)?;
         Ok(())
@@ -384,7 +394,8 @@ fixed_statement!(ReturningLoginUpdate);
 impl ReturningLoginUpdate<'_> {
     /// The text diesel writes for this statement (a test compares them).
     pub const SQL: &'static str = "UPDATE users SET unionid = ?, session_key = ?, \
-        avatar_url = ?, login_count = ?, updated_at = ?, last_login_at = ? WHERE id = ?";
+        avatar_url = ?, login_count = ?, updated_at = ?, last_login_at = ?, last_login_id = ? \
+        WHERE id = ?";
 
     /// Binds the values, in the order of [`Self::SQL`].
     pub fn bind(&self, to: &mut Binder<'_>) -> QueryResult<()> {
@@ -394,6 +405,7 @@ impl ReturningLoginUpdate<'_> {
         to.int(self.login_count)?;
         to.text(self.now.as_str())?;
         to.text(self.now.as_str())?;
+        to.int(self.last_login_id)?;
         to.int(self.id)
     }
 }
@@ -431,6 +443,7 @@ pub(crate) mod tests {
             created_at: at("2026-11-25 01:02:03.456789"),
             updated_at: at("2026-11-25 04:05:06"),
             last_login_at: at("2026-11-25 07:08:09.5"),
+            last_login_id: optional.map(|_| 4242),
         }
     }
 
@@ -520,6 +533,7 @@ pub(crate) mod tests {
             user_agent: None,
             token_hash: "ab12",
             token_expires_at: at("2026-12-02 10:11:12.131415"),
+            previous_login_id: Some(39),
         };
         InsertLogin::new(&login).execute(conn).unwrap();
         assert_login_stored(conn, &login);
@@ -533,8 +547,12 @@ pub(crate) mod tests {
             .first::<Login>(conn)
             .unwrap();
         assert_eq!(
-            (stored.user_id, stored.logged_in_at),
-            (login.user_id, login.logged_in_at)
+            (
+                stored.user_id,
+                stored.logged_in_at,
+                stored.previous_login_id
+            ),
+            (login.user_id, login.logged_in_at, login.previous_login_id)
         );
         assert_eq!(
             (stored.ip.as_deref(), stored.user_agent.as_deref()),

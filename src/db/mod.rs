@@ -332,6 +332,61 @@ mod tests {
     }
 
     #[test]
+    fn upgrading_chains_each_users_stored_logins_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = dir.path().join("chain.db");
+        let url = url.to_str().unwrap();
+        let mut conn = DbConnection::establish(url).unwrap();
+        // Every migration before the one that chains logins.
+        let before =
+            diesel::migration::MigrationSource::<crate::db::DbBackend>::migrations(&MIGRATIONS)
+                .unwrap()
+                .len()
+                - 1;
+        for _ in 0..before {
+            conn.run_next_migration(MIGRATIONS).unwrap();
+        }
+        conn.batch_execute(
+            "INSERT INTO users (id, openid, session_key, login_count, created_at, updated_at,
+                                last_login_at)
+             VALUES (1, 'oOne', 'k', 3, '2026-01-01 00:00:00', '2026-01-01 00:00:00', '2026-01-01 00:00:00'),
+                    (2, 'oTwo', 'k', 1, '2026-01-01 00:00:00', '2026-01-01 00:00:00', '2026-01-01 00:00:00'),
+                    (3, 'oNone', 'k', 0, '2026-01-01 00:00:00', '2026-01-01 00:00:00', '2026-01-01 00:00:00');
+             INSERT INTO logins (id, user_id, logged_in_at)
+             VALUES (10, 1, '2026-01-01 00:00:00'), (11, 2, '2026-01-01 00:00:00'),
+                    (12, 1, '2026-01-01 00:00:00'), (15, 1, '2026-01-01 00:00:00');",
+        )
+        .unwrap();
+        drop(conn);
+
+        let pool = connect(url).unwrap();
+        let mut conn = pool.get().unwrap();
+        let listed = |conn: &mut DbConnection, id: i64| -> Vec<i64> {
+            models::User::recent_logins(conn, id, 50)
+                .unwrap()
+                .iter()
+                .map(|l| l.id)
+                .collect()
+        };
+        assert_eq!(listed(&mut conn, 1), [15, 12, 10]);
+        assert_eq!(listed(&mut conn, 2), [11]);
+        assert!(listed(&mut conn, 3).is_empty());
+        let last = |conn: &mut DbConnection, id: i64| {
+            models::User::find(conn, id).unwrap().unwrap().last_login_id
+        };
+        assert_eq!(
+            [1, 2, 3].map(|id| last(&mut conn, id)),
+            [Some(15), Some(11), None]
+        );
+        let indexes: i64 = diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+            "(SELECT count(*) FROM sqlite_schema WHERE name = 'logins_user_id')",
+        ))
+        .get_result(&mut conn)
+        .unwrap();
+        assert_eq!(indexes, 0, "logins are no longer indexed by user");
+    }
+
+    #[test]
     fn every_migration_reverts_and_applies_again_keeping_the_users() {
         let dir = tempfile::tempdir().unwrap();
         let url = dir.path().join("down.db");

@@ -39,6 +39,9 @@ pub struct User {
     /// Latest successful login (UTC).
     #[diesel(deserialize_as = DbTime)]
     pub last_login_at: NaiveDateTime,
+    /// The row of the latest login, where the chain of the user's logins starts (see
+    /// [`Login::previous_login_id`]); `None` for a user recorded without one.
+    pub last_login_id: Option<i64>,
 }
 
 impl User {
@@ -78,6 +81,8 @@ pub struct NewUser<'a> {
     /// See [`User::last_login_at`].
     #[diesel(serialize_as = DbTime)]
     pub last_login_at: NaiveDateTime,
+    /// See [`User::last_login_id`]: the creating login's, or a later one's in the same batch.
+    pub last_login_id: Option<i64>,
 }
 
 /// A login token issued before tokens moved onto their login's row (see [`IssuedToken`]),
@@ -131,6 +136,8 @@ pub struct Login {
     pub ip: Option<String>,
     /// The client's User-Agent header, cut to 512 bytes.
     pub user_agent: Option<String>,
+    /// The same user's login before this one; `None` for the first.
+    pub previous_login_id: Option<i64>,
 }
 
 /// The token a login issued, as kept on the login's row. The columns are empty on logins
@@ -175,6 +182,8 @@ pub struct NewLogin<'a> {
     /// See [`IssuedToken::token_expires_at`].
     #[diesel(serialize_as = DbTime)]
     pub token_expires_at: NaiveDateTime,
+    /// See [`Login::previous_login_id`].
+    pub previous_login_id: Option<i64>,
 }
 
 use super::schema::{admins, audit_log};

@@ -15,6 +15,7 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         last_login_at -> Timestamp,
+        last_login_id -> Nullable<BigInt>,
     }
 }
 
@@ -39,6 +40,7 @@ diesel::table! {
         token_hash -> Nullable<Text>,
         token_expires_at -> Nullable<Timestamp>,
         token_revoked_at -> Nullable<Timestamp>,
+        previous_login_id -> Nullable<BigInt>,
     }
 }
 

@@ -135,13 +135,21 @@ impl IssuedToken {
         user_id: i64,
         now: NaiveDateTime,
     ) -> QueryResult<()> {
-        diesel::update(
-            logins::table
-                .filter(logins::user_id.eq(user_id))
-                .filter(logins::token_hash.is_not_null())
-                .filter(logins::token_revoked_at.is_null()),
+        // The user's logins are found along their chain (see `Login::previous_login_id`),
+        // each by id: logins have no index by user.
+        diesel::sql_query(
+            "WITH RECURSIVE chain(id) AS (
+                 SELECT last_login_id FROM users WHERE id = ?1
+                 UNION ALL
+                 SELECT l.previous_login_id FROM logins l JOIN chain ON l.id = chain.id
+                 WHERE l.previous_login_id < l.id
+             )
+             UPDATE logins SET token_revoked_at = ?2
+             WHERE id IN (SELECT id FROM chain) AND user_id = ?1
+               AND token_hash IS NOT NULL AND token_revoked_at IS NULL",
         )
-        .set(logins::token_revoked_at.eq(now))
+        .bind::<diesel::sql_types::BigInt, _>(user_id)
+        .bind::<diesel::sql_types::Timestamp, _>(now)
         .execute(conn)?;
         diesel::update(
             login_tokens::table

@@ -114,6 +114,12 @@ impl NextIds {
         self.login += 1;
         self.login - 1
     }
+
+    /// Returns `id`, the last taken, unused.
+    fn give_back_login(&mut self, id: i64) {
+        debug_assert_eq!(id + 1, self.login, "only the last id taken goes back");
+        self.login = id;
+    }
 }
 
 /// The logins of one write transaction. The new users are inserted together when the batch
@@ -149,12 +155,17 @@ impl<'a> LoginBatch<'a> {
         mut prepared: Option<&mut LoginStatements>,
         attempt: &'a LoginAttempt,
     ) -> QueryResult<LoginOutcome> {
-        let (user, is_new) = if let Some(&at) = self.new_user_at.get(attempt.openid.as_str()) {
+        // Taken before the user is known: the user's row names its latest login.
+        let login_id = self.ids.take_login();
+        let (user, previous_login_id, is_new) = if let Some(&at) =
+            self.new_user_at.get(attempt.openid.as_str())
+        {
             // Logged in twice in one batch (two codes, say): the row is not written yet.
-            let (user, _) = User::after_login(User::clone(&self.new_users[at]), attempt);
+            let previous = self.new_users[at].last_login_id;
+            let (user, _) = User::after_login(User::clone(&self.new_users[at]), attempt, login_id);
             let user = Arc::new(user);
             self.new_users[at] = user.clone();
-            (user, false)
+            (user, previous, false)
         } else {
             let lookup = prepared
                 .as_deref_mut()
@@ -169,21 +180,25 @@ impl<'a> LoginBatch<'a> {
                 }
             };
             match existing {
-                Some(existing) if existing.is_disabled() => return Ok(LoginOutcome::Disabled),
-                Some(existing) => (
-                    Arc::new(User::update_on_login(conn, prepared, existing, attempt)?),
-                    false,
-                ),
+                Some(existing) if existing.is_disabled() => {
+                    // Nothing recorded: the login's id goes back for the next one.
+                    self.ids.give_back_login(login_id);
+                    return Ok(LoginOutcome::Disabled);
+                }
+                Some(existing) => {
+                    let previous = existing.last_login_id;
+                    let user = User::update_on_login(conn, prepared, existing, attempt, login_id)?;
+                    (Arc::new(user), previous, false)
+                }
                 None => {
-                    let user = Arc::new(new_user(attempt, self.ids.take_user()));
+                    let user = Arc::new(new_user(attempt, self.ids.take_user(), login_id));
                     self.new_user_at
                         .insert(&attempt.openid, self.new_users.len());
                     self.new_users.push(user.clone());
-                    (user, true)
+                    (user, None, true)
                 }
             }
         };
-        let login_id = self.ids.take_login();
         self.logins.push(NewLogin {
             id: login_id,
             user_id: user.id,
@@ -192,6 +207,7 @@ impl<'a> LoginBatch<'a> {
             user_agent: attempt.user_agent.as_deref(),
             token_hash: &attempt.token_hash,
             token_expires_at: attempt.token_expires_at,
+            previous_login_id,
         });
         Ok(LoginOutcome::LoggedIn {
             user,
@@ -229,6 +245,7 @@ impl<'a> LoginBatch<'a> {
                 created_at: user.created_at,
                 updated_at: user.updated_at,
                 last_login_at: user.last_login_at,
+                last_login_id: user.last_login_id,
             })
             .collect();
         let users: Vec<InsertUser> = users.iter().map(InsertUser::new).collect();
@@ -254,9 +271,9 @@ impl<'a> LoginBatch<'a> {
     }
 }
 
-/// The user a first login creates, with id `id`. The row is built here from what is
-/// inserted rather than read back: reading it back cost more than writing it.
-fn new_user(attempt: &LoginAttempt, id: i64) -> User {
+/// The user a first login (row `login_id`) creates, with id `id`. The row is built here from
+/// what is inserted rather than read back: reading it back cost more than writing it.
+fn new_user(attempt: &LoginAttempt, id: i64, login_id: i64) -> User {
     User {
         id,
         openid: attempt.openid.clone(),
@@ -270,6 +287,7 @@ fn new_user(attempt: &LoginAttempt, id: i64) -> User {
         created_at: attempt.now,
         updated_at: attempt.now,
         last_login_at: attempt.now,
+        last_login_id: Some(login_id),
     }
 }
 
@@ -307,10 +325,10 @@ impl User {
         })
     }
 
-    /// The user a returning login leaves, from `user` as stored before it, and the nickname
-    /// to set when the login changes it. Takes the row it updates: a copy of it cost the
-    /// login writer a string allocation per text column on every returning login.
-    fn after_login(mut user: User, attempt: &LoginAttempt) -> (User, Option<&str>) {
+    /// The user a returning login (row `login_id`) leaves, from `user` as stored before it,
+    /// and the nickname to set when the login changes it. Takes the row it updates: a copy of
+    /// it cost the login writer a string allocation per text column on every returning login.
+    fn after_login(mut user: User, attempt: &LoginAttempt, login_id: i64) -> (User, Option<&str>) {
         let nickname = nickname_to_store(user.nickname.as_deref(), attempt.nickname.as_ref())
             .filter(|n| user.nickname.as_deref() != Some(*n));
         if let Some(unionid) = &attempt.unionid {
@@ -324,6 +342,7 @@ impl User {
         user.login_count += 1;
         user.updated_at = attempt.now;
         user.last_login_at = attempt.now;
+        user.last_login_id = Some(login_id);
         if let Some(nickname) = nickname {
             user.nickname = Some(nickname.to_owned());
         }
@@ -337,8 +356,9 @@ impl User {
         prepared: Option<&mut LoginStatements>,
         existing: User,
         attempt: &LoginAttempt,
+        login_id: i64,
     ) -> QueryResult<User> {
-        let (user, nickname) = Self::after_login(existing, attempt);
+        let (user, nickname) = Self::after_login(existing, attempt, login_id);
         let update = ReturningLoginUpdate {
             id: user.id,
             unionid: user.unionid.as_deref(),
@@ -346,6 +366,7 @@ impl User {
             avatar_url: user.avatar_url.as_deref(),
             login_count: user.login_count,
             now: TimeText::new(&attempt.now),
+            last_login_id: login_id,
         };
         match prepared {
             Some(prepared) => prepared.update_returning(&update)?,
@@ -414,14 +435,36 @@ impl User {
             .get_result(conn)
     }
 
-    /// The user's most recent logins, newest first.
+    /// The user's most recent logins (at most `limit`), newest first: the chain from the
+    /// user's latest login back, one row read by id a login.
     pub fn recent_logins(conn: &mut DbConnection, id: i64, limit: i64) -> QueryResult<Vec<Login>> {
-        logins::table
-            .filter(logins::user_id.eq(id))
-            .order(logins::id.desc())
-            .limit(limit)
-            .select(Login::as_select())
-            .load(conn)
+        let limit = usize::try_from(limit).unwrap_or(0);
+        let mut next: Option<i64> = users::table
+            .find(id)
+            .select(users::last_login_id)
+            .first(conn)
+            .optional()?
+            .flatten();
+        let mut logins = Vec::new();
+        while let Some(login_id) = next.filter(|_| logins.len() < limit) {
+            let Some(login) = logins::table
+                .find(login_id)
+                .select(Login::as_select())
+                .first(conn)
+                .optional()?
+            else {
+                break;
+            };
+            if login.user_id != id {
+                break;
+            }
+            // Ids only go down along a chain, so a damaged one cannot send this round a loop.
+            next = login
+                .previous_login_id
+                .filter(|previous| *previous < login.id);
+            logins.push(login);
+        }
+        Ok(logins)
     }
 
     /// How many users there are.
@@ -519,6 +562,35 @@ mod tests {
         assert_eq!(first.id, 1);
         assert_eq!(outcomes, [(42, 91), (43, 92)]);
         assert_eq!(User::find(conn, 42).unwrap().unwrap().openid, "oSecond");
+    }
+
+    #[test]
+    fn disabling_revokes_the_token_of_every_login_of_the_user_and_of_nobody_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = crate::db::connect(dir.path().join("u.db").to_str().unwrap()).unwrap();
+        let conn = &mut pool.get().unwrap();
+        let mut ids = Vec::new();
+        for openid in ["oBad", "oGood", "oBad", "oBad", "oGood"] {
+            match User::record_login(conn, &attempt(openid, None, None)).unwrap() {
+                LoginOutcome::LoggedIn { user, login_id, .. } => ids.push((user.id, login_id)),
+                LoginOutcome::Disabled => panic!("nobody is disabled yet"),
+            }
+        }
+        let bad = ids[0].0;
+        User::disable(conn, bad, "spam", crate::db::now()).unwrap();
+        for (user_id, login_id) in ids {
+            let revoked = logins::table
+                .find(login_id)
+                .select(logins::token_revoked_at)
+                .first::<Option<NaiveDateTime>>(conn)
+                .unwrap()
+                .is_some();
+            assert_eq!(
+                revoked,
+                user_id == bad,
+                "login {login_id} of user {user_id}"
+            );
+        }
     }
 
     #[test]

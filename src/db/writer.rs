@@ -555,6 +555,64 @@ mod tests {
     }
 
     #[test]
+    fn a_users_logins_are_listed_newest_first_across_batches_and_within_one() {
+        let (dir, pool) = fresh_database();
+        let mut writer = writer_connection(&dir);
+        record_batch(&mut writer, &[login("oOff", "h0")]);
+        let off = User::find_by_openid(writer.conn(), "oOff")
+            .unwrap()
+            .unwrap();
+        User::disable(&mut pool.get().unwrap(), off.id, "spam", crate::db::now()).unwrap();
+        let login_ids = |results: Vec<Result<LoginOutcome, String>>| -> Vec<Option<i64>> {
+            results
+                .into_iter()
+                .map(|r| match r.unwrap() {
+                    LoginOutcome::LoggedIn { login_id, .. } => Some(login_id),
+                    LoginOutcome::Disabled => None,
+                })
+                .collect()
+        };
+        // oA is new in the first batch and logs in twice there; a disabled user's refused
+        // login in between records nothing.
+        let first = login_ids(record_batch(
+            &mut writer,
+            &[
+                login("oA", "h1"),
+                login("oOff", "h2"),
+                login("oB", "h3"),
+                login("oA", "h4"),
+            ],
+        ));
+        assert_eq!(first, [Some(2), None, Some(3), Some(4)], "no id is skipped");
+        let second = login_ids(record_batch(
+            &mut writer,
+            &[login("oA", "h5"), login("oB", "h6"), login("oA", "h7")],
+        ));
+        assert_eq!(second, [Some(5), Some(6), Some(7)]);
+
+        let conn = &mut pool.get().unwrap();
+        let listed = |conn: &mut DbConnection, openid: &str, limit: i64| -> Vec<i64> {
+            let user = User::find_by_openid(conn, openid).unwrap().unwrap();
+            User::recent_logins(conn, user.id, limit)
+                .unwrap()
+                .iter()
+                .map(|l| l.id)
+                .collect()
+        };
+        assert_eq!(listed(conn, "oA", 50), [7, 5, 4, 2]);
+        assert_eq!(listed(conn, "oB", 50), [6, 3]);
+        assert_eq!(listed(conn, "oA", 3), [7, 5, 4], "at most the limit");
+        assert_eq!(listed(conn, "oOff", 50), [1]);
+        assert_eq!(
+            User::find_by_openid(conn, "oA")
+                .unwrap()
+                .unwrap()
+                .last_login_id,
+            Some(7)
+        );
+    }
+
+    #[test]
     fn a_batch_whose_rows_conflict_is_undone_whole_and_then_committed_login_by_login() {
         let (dir, _pool) = fresh_database();
         let mut writer = writer_connection(&dir);

@@ -268,6 +268,16 @@ impl Row<'_> {
         unsafe { ffi::sqlite3_column_int64(self.0 .0.as_ptr(), column) }
     }
 
+    /// The column's integer, `Some(None)` for NULL; `None` for anything else.
+    fn optional_int(&self, column: c_int) -> Option<Option<i64>> {
+        // SAFETY: the statement has a current row (see `query_user`).
+        match unsafe { ffi::sqlite3_column_type(self.0 .0.as_ptr(), column) } {
+            ffi::SQLITE_NULL => Some(None),
+            ffi::SQLITE_INTEGER => Some(Some(self.int(column))),
+            _ => None,
+        }
+    }
+
     /// The column's text, `Some(None)` for NULL; `None` for anything else.
     fn optional_text(&self, column: c_int) -> Option<Option<String>> {
         let statement = self.0 .0.as_ptr();
@@ -323,6 +333,7 @@ fn read_user(row: &Row<'_>) -> Option<User> {
         created_at: row.time(9)?,
         updated_at: row.time(10)?,
         last_login_at: row.time(11)?,
+        last_login_id: row.optional_int(12)?,
     })
 }
 
@@ -396,12 +407,22 @@ impl<'s> Binder<'s> {
     pub fn optional_text(&mut self, value: Option<&str>) -> QueryResult<()> {
         match value {
             Some(value) => self.text(value),
-            // Cleared after every run, so already NULL.
-            None => {
-                self.next += 1;
-                Ok(())
-            }
+            None => self.null(),
         }
+    }
+
+    /// Binds an integer, or leaves the parameter NULL.
+    pub fn optional_int(&mut self, value: Option<i64>) -> QueryResult<()> {
+        match value {
+            Some(value) => self.int(value),
+            None => self.null(),
+        }
+    }
+
+    /// Leaves the parameter NULL: cleared after every run, so it is already.
+    fn null(&mut self) -> QueryResult<()> {
+        self.next += 1;
+        Ok(())
     }
 }
 
@@ -517,6 +538,7 @@ mod tests {
                 user_agent,
                 token_hash: "ab12",
                 token_expires_at: at("2026-12-02 10:11:12"),
+                previous_login_id: (id > 40).then_some(id - 1),
             };
             writer
                 .split()
@@ -555,6 +577,7 @@ mod tests {
             user_agent: None,
             token_hash: "h",
             token_expires_at: at("2026-12-02 10:11:12"),
+            previous_login_id: None,
         };
         assert!(matches!(
             inserts.insert_login(&InsertLogin::new(&orphan)),
@@ -592,6 +615,7 @@ mod tests {
             user_agent: Some("UA"),
             token_hash: "h",
             token_expires_at: at("2026-12-02 10:11:12"),
+            previous_login_id: None,
         };
         let login = InsertLogin::new(&login);
         let update = ReturningLoginUpdate {
@@ -601,6 +625,7 @@ mod tests {
             avatar_url: Some("a"),
             login_count: 2,
             now: crate::db::time::TimeText::new(&at("2026-11-27 09:10:11")),
+            last_login_id: 5,
         };
         type Bind<'r> = &'r dyn Fn(&mut Binder<'_>) -> QueryResult<()>;
         let cases: [(String, Bind); 3] = [
@@ -688,6 +713,7 @@ mod tests {
             avatar_url: Some("https://example.com/a.png"),
             login_count: 9,
             now: crate::db::time::TimeText::new(&at("2026-11-27 09:10:11.123456")),
+            last_login_id: 77,
         };
         assert_eq!(
             diesel::debug_query::<diesel::sqlite::Sqlite, _>(&update(1))
