@@ -212,9 +212,18 @@ impl InsertLogin<'_> {
     /// Values a login binds.
     const VALUES: usize = 8;
 
-    /// The statement's text, as diesel writes it.
-    pub fn sql() -> String {
-        Self::INTO.to_owned() + &values_text(Self::VALUES)
+    /// The text of an insert of `rows` logins: for one, the statement as diesel writes it.
+    /// For several (the login writer's), as with [`InsertUsers`], a conflict rolls the whole
+    /// transaction back rather than keep a statement journal for it; a login whose user is
+    /// missing still ends only the statement, as SQLite checks foreign keys apart from the
+    /// conflict clause.
+    pub fn sql(rows: usize) -> String {
+        let head = if rows > 1 {
+            format!("INSERT OR ROLLBACK{}", &Self::INTO["INSERT".len()..])
+        } else {
+            Self::INTO.to_owned()
+        };
+        head + &vec![values_text(Self::VALUES); rows].join(", ")
     }
 
     /// Binds the login's values, in the order of [`Self::INTO`].
@@ -273,8 +282,8 @@ fixed_statement!(InsertLogin);
 /// instructions per new user 69.4k -> 61.6k with this and the formatting of times once).
 /// `N` is part of the type, so each size is prepared once and found by its type; a batch is
 /// cut into sizes that are powers of two (see [`insert_users`]), so at most
-/// [`MOST_ROWS_AT_ONCE`]`.ilog2()` of these are ever prepared. (Logins stay one row a
-/// statement: see `LoginBatch::finish`.)
+/// [`MOST_ROWS_AT_ONCE`]`.ilog2()` of these are ever prepared. (The login writer inserts
+/// logins the same way, through [`InsertLogin::sql`]: see `LoginBatch::finish`.)
 pub struct InsertUsers<'a, const N: usize> {
     rows: &'a [InsertUser<'a>],
 }

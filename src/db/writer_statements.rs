@@ -83,8 +83,8 @@ impl WriterConnection {
                 db,
                 user_by_openid: None,
                 returning_update: None,
-                login: None,
                 users: Default::default(),
+                logins: Default::default(),
             },
             conn,
         })
@@ -107,9 +107,10 @@ pub struct LoginStatements {
     db: NonNull<ffi::sqlite3>,
     user_by_openid: Option<Statement>,
     returning_update: Option<Statement>,
-    login: Option<Statement>,
     /// Inserts of 1, 2, 4 … [`MOST_ROWS_AT_ONCE`] users, by the power of two.
-    users: [Option<Statement>; USER_STATEMENTS],
+    users: [Option<Statement>; ROW_STATEMENTS],
+    /// The same for logins.
+    logins: [Option<Statement>; ROW_STATEMENTS],
 }
 
 /// What looking a user up found.
@@ -125,7 +126,7 @@ pub enum Lookup {
     Unreadable,
 }
 
-const USER_STATEMENTS: usize = MOST_ROWS_AT_ONCE.ilog2() as usize + 1;
+const ROW_STATEMENTS: usize = MOST_ROWS_AT_ONCE.ilog2() as usize + 1;
 
 // SAFETY: the connection is opened in multi-thread mode (see `wal_file`): it may move to
 // another thread as long as one thread at a time uses it, which `&mut` ensures, as for
@@ -152,35 +153,58 @@ impl LoginStatements {
         statement.run(db)
     }
 
-    /// Inserts `login`.
-    pub fn insert_login(&mut self, login: &InsertLogin<'_>) -> QueryResult<()> {
-        let db = self.db;
-        let statement = Statement::prepared(&mut self.login, db, || InsertLogin::sql().into())?;
-        login.bind(&mut Binder::new(statement))?;
-        statement.run(db)
+    /// Inserts every login of `rows` as [`Self::insert_users`] inserts users. Where several
+    /// logins go in one statement, a failure ends the statement or the whole transaction
+    /// (see [`InsertLogin::sql`]): the login writer rolls the batch back either way.
+    pub fn insert_logins(&mut self, rows: &[InsertLogin<'_>]) -> QueryResult<()> {
+        insert_rows(
+            self.db,
+            &mut self.logins,
+            rows,
+            InsertLogin::sql,
+            InsertLogin::bind,
+        )
     }
 
     /// Inserts every user of `rows`, in statements of a power-of-two number of rows, the
     /// largest that fit, up to [`MOST_ROWS_AT_ONCE`] (37 rows: 32, 4, 1). Where several users
     /// go in one statement, a failure rolls the whole transaction back (see
     /// [`InsertUsers`](super::login_statements::InsertUsers)).
-    pub fn insert_users(&mut self, mut rows: &[InsertUser<'_>]) -> QueryResult<()> {
-        let db = self.db;
-        while !rows.is_empty() {
-            let power = rows.len().min(MOST_ROWS_AT_ONCE).ilog2();
-            let (chunk, rest) = rows.split_at(1 << power);
-            let statement = Statement::prepared(&mut self.users[power as usize], db, || {
-                InsertUser::sql(chunk.len()).into()
-            })?;
-            let mut binder = Binder::new(statement);
-            for row in chunk {
-                row.bind(&mut binder)?;
-            }
-            statement.run(db)?;
-            rows = rest;
-        }
-        Ok(())
+    pub fn insert_users(&mut self, rows: &[InsertUser<'_>]) -> QueryResult<()> {
+        insert_rows(
+            self.db,
+            &mut self.users,
+            rows,
+            InsertUser::sql,
+            InsertUser::bind,
+        )
     }
+}
+
+/// Inserts `rows` in statements of a power-of-two number of rows, the largest that fit, up to
+/// [`MOST_ROWS_AT_ONCE`]: each size's statement (text `sql(rows)`) is prepared once, in
+/// `statements` at the power of two.
+fn insert_rows<R>(
+    db: NonNull<ffi::sqlite3>,
+    statements: &mut [Option<Statement>; ROW_STATEMENTS],
+    mut rows: &[R],
+    sql: fn(usize) -> String,
+    bind: fn(&R, &mut Binder<'_>) -> QueryResult<()>,
+) -> QueryResult<()> {
+    while !rows.is_empty() {
+        let power = rows.len().min(MOST_ROWS_AT_ONCE).ilog2();
+        let (chunk, rest) = rows.split_at(1 << power);
+        let statement = Statement::prepared(&mut statements[power as usize], db, || {
+            sql(chunk.len()).into()
+        })?;
+        let mut binder = Binder::new(statement);
+        for row in chunk {
+            bind(row, &mut binder)?;
+        }
+        statement.run(db)?;
+        rows = rest;
+    }
+    Ok(())
 }
 
 /// A prepared statement, finalized when dropped.
@@ -456,7 +480,7 @@ mod tests {
     use crate::db::login_statements::tests::{assert_login_stored, at, new_user};
     use crate::db::login_statements::{insert_users, ReturningLoginUpdate, UserByOpenid};
     use crate::db::models::{NewLogin, NewUser, User};
-    use crate::db::schema::users;
+    use crate::db::schema::{logins, users};
     use diesel::prelude::*;
 
     /// A migrated database, and the writer's connection to it.
@@ -543,10 +567,42 @@ mod tests {
             writer
                 .split()
                 .1
-                .insert_login(&InsertLogin::new(&login))
+                .insert_logins(&[InsertLogin::new(&login)])
                 .unwrap();
             assert_login_stored(writer.conn(), &login);
         }
+    }
+
+    #[test]
+    fn logins_inserted_several_to_a_statement_keep_every_column() {
+        let (_dir, mut writer) = writer_database();
+        let users = [new_user(7, "oSeven", None), new_user(8, "oEight", None)];
+        let rows: Vec<_> = users.iter().map(InsertUser::new).collect();
+        writer.split().1.insert_users(&rows).unwrap();
+        // 1, a power of two, and sizes that need several statements.
+        let mut next = 1;
+        for count in [1, 2, 3, 37] {
+            let logins: Vec<NewLogin> = (next..next + count)
+                .map(|id| NewLogin {
+                    id,
+                    user_id: 7 + id % 2,
+                    logged_in_at: at("2026-11-25 10:11:12.131415"),
+                    ip: (id % 3 == 0).then_some("203.0.113.9"),
+                    user_agent: (id % 3 == 1).then_some("UA"),
+                    token_hash: "ab12",
+                    token_expires_at: at("2026-12-02 10:11:12"),
+                    previous_login_id: (id > 2).then_some(id - 2),
+                })
+                .collect();
+            let rows: Vec<_> = logins.iter().map(InsertLogin::new).collect();
+            writer.split().1.insert_logins(&rows).unwrap();
+            for login in &logins {
+                assert_login_stored(writer.conn(), login);
+            }
+            next += count;
+        }
+        let stored: i64 = logins::table.count().get_result(writer.conn()).unwrap();
+        assert_eq!(stored, next - 1);
     }
 
     #[test]
@@ -580,7 +636,24 @@ mod tests {
             previous_login_id: None,
         };
         assert!(matches!(
-            inserts.insert_login(&InsertLogin::new(&orphan)),
+            inserts.insert_logins(&[InsertLogin::new(&orphan)]),
+            Err(DieselError::DatabaseError(
+                DatabaseErrorKind::ForeignKeyViolation,
+                _
+            ))
+        ));
+        // Several logins at once, one of them of a user who does not exist.
+        let fine_and_orphan = [
+            NewLogin {
+                id: 2,
+                user_id: 1,
+                ..orphan
+            },
+            NewLogin { id: 3, ..orphan },
+        ];
+        let rows: Vec<_> = fine_and_orphan.iter().map(InsertLogin::new).collect();
+        assert!(matches!(
+            inserts.insert_logins(&rows),
             Err(DieselError::DatabaseError(
                 DatabaseErrorKind::ForeignKeyViolation,
                 _
@@ -617,6 +690,8 @@ mod tests {
             token_expires_at: at("2026-12-02 10:11:12"),
             previous_login_id: None,
         };
+        let two_logins = [NewLogin { id: 2, ..login }, NewLogin { id: 3, ..login }];
+        let two_logins: Vec<_> = two_logins.iter().map(InsertLogin::new).collect();
         let login = InsertLogin::new(&login);
         let update = ReturningLoginUpdate {
             id: 1,
@@ -628,7 +703,7 @@ mod tests {
             last_login_id: 5,
         };
         type Bind<'r> = &'r dyn Fn(&mut Binder<'_>) -> QueryResult<()>;
-        let cases: [(String, Bind); 3] = [
+        let cases: [(String, Bind); 4] = [
             (ReturningLoginUpdate::SQL.to_owned(), &|b: &mut Binder<
                 '_,
             >| {
@@ -637,7 +712,10 @@ mod tests {
             (InsertUser::sql(rows.len()), &|b: &mut Binder<'_>| {
                 rows.iter().try_for_each(|row| row.bind(b))
             }),
-            (InsertLogin::sql(), &|b: &mut Binder<'_>| login.bind(b)),
+            (InsertLogin::sql(1), &|b: &mut Binder<'_>| login.bind(b)),
+            (InsertLogin::sql(2), &|b: &mut Binder<'_>| {
+                two_logins.iter().try_for_each(|row| row.bind(b))
+            }),
         ];
         for (sql, bind) in cases {
             let mut statement = Statement::prepare(db, &sql).unwrap();
