@@ -120,13 +120,7 @@ impl InsertUser<'_> {
     /// The text of an insert of `rows` users, as [`InsertUsers`] (or, for one, this) has
     /// diesel write it.
     pub fn sql(rows: usize) -> String {
-        let row = values_text(Self::VALUES);
-        let head = if rows > 1 {
-            format!("INSERT OR ROLLBACK{}", &Self::INTO["INSERT".len()..])
-        } else {
-            Self::INTO.to_owned()
-        };
-        head + &vec![row; rows].join(", ")
+        insert_text(Self::INTO, Self::VALUES, rows)
     }
 
     /// Binds the row's values, in the order of [`Self::INTO`].
@@ -218,12 +212,7 @@ impl InsertLogin<'_> {
     /// missing still ends only the statement, as SQLite checks foreign keys apart from the
     /// conflict clause.
     pub fn sql(rows: usize) -> String {
-        let head = if rows > 1 {
-            format!("INSERT OR ROLLBACK{}", &Self::INTO["INSERT".len()..])
-        } else {
-            Self::INTO.to_owned()
-        };
-        head + &vec![values_text(Self::VALUES); rows].join(", ")
+        insert_text(Self::INTO, Self::VALUES, rows)
     }
 
     /// Binds the login's values, in the order of [`Self::INTO`].
@@ -243,6 +232,17 @@ impl InsertLogin<'_> {
 /// `(?, ?, …)` with `n` parameters: a row of values as diesel writes it for SQLite.
 fn values_text(n: usize) -> String {
     format!("({})", vec!["?"; n].join(", "))
+}
+
+/// The text of `into` (an `INSERT INTO … VALUES `) with `rows` rows of `values` parameters:
+/// a plain `INSERT` for one row, `INSERT OR ROLLBACK` for several (see [`InsertUsers`]).
+fn insert_text(into: &str, values: usize, rows: usize) -> String {
+    let head = if rows > 1 {
+        format!("INSERT OR ROLLBACK{}", &into["INSERT".len()..])
+    } else {
+        into.to_owned()
+    };
+    head + &vec![values_text(values); rows].join(", ")
 }
 
 impl QueryFragment<DbBackend> for InsertLogin<'_> {
