@@ -3,6 +3,8 @@
 //!     cargo run --release --example bench [-- --seconds 5 --runs 3 --console-users 1000000]
 //!         [--only new-users,floor-login] [--server PATH/TO/wxlogin]
 //!     cargo run --release --example bench -- --callgrind 10   (instructions a login, valgrind)
+//!     cargo run --release --example bench -- --callgrind-floor 10   (the same of the floor)
+//!     cargo run --release --example bench -- --help
 //!
 //! Builds the release server and runs it as its own process; this program re-runs itself as
 //! two more processes: a fake WeChat (JSON as text/plain, a fresh openid per code) and the
@@ -492,6 +494,11 @@ fn measured(rt: &tokio::runtime::Runtime, target: &Proc, make: MakeRequest, seco
 const SUSTAINED_SECONDS: f64 = 60.0;
 
 /// Logins of new users (a code never seen before), run `id` of them.
+/// Logins at the floor's `/floor/login`, each with a fresh code.
+fn floor_logins(id: u64) -> MakeRequest {
+    Arc::new(move |c, s| post_json("/floor/login", &format!(r#"{{"code":"fl{id}_{c}_{s}"}}"#)))
+}
+
 fn new_user_logins(id: u64) -> MakeRequest {
     Arc::new(move |c, s| {
         post_json(
@@ -545,6 +552,16 @@ fn print_run(name: &str, run: &Run) {
 
 // ---------------------------------------------------------------- instructions per login
 
+/// What `--callgrind` counts the instructions of.
+#[derive(Clone, Copy)]
+enum Counted<'a> {
+    /// The server (its new users' logins).
+    Server(&'a Path),
+    /// The floor server, this program re-run (its logins): how many of the server's
+    /// instructions any login would need.
+    Floor(&'a Path),
+}
+
 /// `--callgrind SECONDS`: runs the server under valgrind's callgrind, warms it up with three
 /// seconds of new users, then counts the instructions each of its threads runs during
 /// `seconds` more of them, and prints them per login. Unlike time, instruction counts hold
@@ -552,7 +569,7 @@ fn print_run(name: &str, run: &Run) {
 /// what the kernel does and how threads wait for each other.
 fn callgrind_logins(
     rt: &tokio::runtime::Runtime,
-    bin: &Path,
+    target: Counted,
     dir: &Path,
     wechat_base: &str,
     seconds: f64,
@@ -561,15 +578,26 @@ fn callgrind_logins(
     let mut command = Command::new("valgrind");
     command
         .args(["--tool=callgrind", "--separate-threads=yes"])
-        .arg(format!("--callgrind-out-file={}", out.display()))
-        .arg(bin);
-    configure_server(&mut command, &dir.join("callgrind.db"), wechat_base);
+        .arg(format!("--callgrind-out-file={}", out.display()));
+    let logins: fn(u64) -> MakeRequest = match target {
+        Counted::Server(bin) => {
+            command.arg(bin);
+            configure_server(&mut command, &dir.join("callgrind.db"), wechat_base);
+            new_user_logins
+        }
+        Counted::Floor(me) => {
+            command.arg(me).args(["--serve-floor", wechat_base]);
+            floor_logins
+        }
+    };
     if Command::new("valgrind").arg("--version").output().is_err() {
         panic!("--callgrind needs valgrind (Debian: apt-get install valgrind)");
     }
     let server = Proc::spawn(command);
-    wait_ready(&server.addr);
-    rt.block_on(drive(&server.addr, new_user_logins(u64::MAX - 1), 3.0));
+    if let Counted::Server(_) = target {
+        wait_ready(&server.addr);
+    }
+    rt.block_on(drive(&server.addr, logins(u64::MAX - 1), 3.0));
     let control = |what: &str| {
         let done = Command::new("callgrind_control")
             .args([what, &server.pid().to_string()])
@@ -578,7 +606,7 @@ fn callgrind_logins(
         assert!(done.status.success(), "callgrind_control {what} failed");
     };
     control("-z");
-    let run = rt.block_on(drive(&server.addr, new_user_logins(u64::MAX), seconds));
+    let run = rt.block_on(drive(&server.addr, logins(u64::MAX), seconds));
     control("-d");
     // The threads' names, in the order they were started (valgrind numbers threads so).
     let mut tasks: Vec<u32> = std::fs::read_dir(format!("/proc/{}/task", server.pid()))
@@ -601,8 +629,12 @@ fn callgrind_logins(
             })
     };
     println!(
-        "callgrind: {} new users' logins in {seconds} s (after 3 s of warm-up); instructions a login by thread:",
-        run.requests
+        "callgrind: {} {} in {seconds} s (after 3 s of warm-up); instructions a login by thread:",
+        run.requests,
+        match target {
+            Counted::Server(_) => "new users' logins",
+            Counted::Floor(_) => "floor logins",
+        }
     );
     let prefix = format!("{}.1-", out.file_name().unwrap().to_string_lossy());
     let mut dumps: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -848,12 +880,94 @@ fn release_binary() -> PathBuf {
         .join("release/wxlogin")
 }
 
-fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+/// The scenarios `--only` may name, in the order a round runs them.
+const SCENARIOS: [&str; 9] = [
+    "fake-wechat",
+    "floor-static",
+    "floor-login",
+    "new-users",
+    "returning-users",
+    "me",
+    "startup",
+    "sustained",
+    "console",
+];
+
+/// Options that take a value; there are no others.
+const OPTIONS: [&str; 7] = [
+    "--seconds",
+    "--runs",
+    "--console-users",
+    "--only",
+    "--server",
+    "--callgrind",
+    "--callgrind-floor",
+];
+
+/// Exits with `message` and the usage: a typo must not run a twenty-minute bench with
+/// defaults.
+fn usage_error(message: &str) -> ! {
+    eprintln!("bench: {message}\n\n{}", usage());
+    std::process::exit(2)
+}
+
+fn usage() -> String {
+    format!(
+        "usage: bench [--seconds S] [--runs N] [--console-users N] [--only SCENARIO,...]\n\
+         \x20            [--server PATH/TO/wxlogin]\n\
+         \x20      bench --callgrind SECONDS | --callgrind-floor SECONDS\n\
+         scenarios: {}",
+        SCENARIOS.join(", ")
+    )
+}
+
+/// What the command line asks for, once checked.
+#[derive(Debug, PartialEq)]
+enum Invocation {
+    Help,
+    Run,
+}
+
+/// Checks the command line: every option known, each with a value, `--only` naming
+/// scenarios that exist.
+fn check_args(args: &[String]) -> Result<Invocation, String> {
+    let mut rest = args.iter().skip(1);
+    while let Some(a) = rest.next() {
+        if a == "--help" || a == "-h" {
+            return Ok(Invocation::Help);
+        }
+        if !OPTIONS.contains(&a.as_str()) {
+            return Err(format!("unknown argument {a:?}"));
+        }
+        let value = rest.next().ok_or_else(|| format!("{a} needs a value"))?;
+        if a == "--only" {
+            if let Some(name) = value.split(',').find(|n| !SCENARIOS.contains(n)) {
+                return Err(format!("--only: no scenario is called {name:?}"));
+            }
+        }
+    }
+    Ok(Invocation::Run)
+}
+
+/// The value after `name`, or `default` when `name` is absent; a value that does not parse
+/// is an error.
+fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> Result<T, String> {
+    match args.iter().position(|a| a == name) {
+        None => Ok(default),
+        Some(i) => {
+            let value = args
+                .get(i + 1)
+                .ok_or_else(|| format!("{name} needs a value"))?;
+            value
+                .parse()
+                .map_err(|_| format!("{name} {value:?} is not a valid value"))
+        }
+    }
+}
+
+/// [`arg`], exiting with the usage when the value is bad.
+fn arg_or_exit<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
+    arg(args, name, default).unwrap_or_else(|e| usage_error(&e))
 }
 
 fn main() {
@@ -872,12 +986,26 @@ fn main() {
             .block_on(serve_floor(args[2].clone()))
             .unwrap();
     }
-    let seconds: f64 = arg(&args, "--seconds", 5.0);
-    let runs: usize = arg(&args, "--runs", 3);
-    let console_users: u64 = arg(&args, "--console-users", 1_000_000);
-    let only: String = arg(&args, "--only", String::new());
+    match check_args(&args) {
+        Ok(Invocation::Help) => {
+            println!("{}", usage());
+            return;
+        }
+        Ok(Invocation::Run) => {}
+        Err(e) => usage_error(&e),
+    }
+    let seconds: f64 = arg_or_exit(&args, "--seconds", 5.0);
+    let runs: usize = arg_or_exit(&args, "--runs", 3);
+    if !(seconds.is_finite() && seconds > 0.0) {
+        usage_error("--seconds must be more than 0");
+    }
+    if runs == 0 {
+        usage_error("--runs must be at least 1");
+    }
+    let console_users: u64 = arg_or_exit(&args, "--console-users", 1_000_000);
+    let only: String = arg_or_exit(&args, "--only", String::new());
     // Another build of the server (a copy of an earlier commit's, say) instead of this tree's.
-    let server: String = arg(&args, "--server", String::new());
+    let server: String = arg_or_exit(&args, "--server", String::new());
     let bin = if server.is_empty() {
         release_binary()
     } else {
@@ -904,9 +1032,15 @@ fn main() {
         })
     };
     let rt = runtime();
-    let callgrind: f64 = arg(&args, "--callgrind", 0.0);
+    let callgrind: f64 = arg_or_exit(&args, "--callgrind", 0.0);
     if callgrind > 0.0 {
-        return callgrind_logins(&rt, &bin, dir.path(), &wechat_base, callgrind);
+        let target = Counted::Server(&bin);
+        return callgrind_logins(&rt, target, dir.path(), &wechat_base, callgrind);
+    }
+    let callgrind_floor: f64 = arg_or_exit(&args, "--callgrind-floor", 0.0);
+    if callgrind_floor > 0.0 {
+        let target = Counted::Floor(&me);
+        return callgrind_logins(&rt, target, dir.path(), &wechat_base, callgrind_floor);
     }
     println!(
         "wxlogin benchmark: {CONNECTIONS} connections, {runs} runs x {seconds} s per scenario (median run shown), {} cores",
@@ -967,10 +1101,7 @@ fn main() {
         Box::new(|| {
             let floor = start_floor();
             let id = run_id.fetch_add(1, Ordering::Relaxed);
-            let make: MakeRequest = Arc::new(move |c, s| {
-                post_json("/floor/login", &format!(r#"{{"code":"fl{id}_{c}_{s}"}}"#))
-            });
-            measured(&rt, &floor, make, seconds)
+            measured(&rt, &floor, floor_logins(id), seconds)
         }),
     ));
 
@@ -1085,5 +1216,48 @@ fn main() {
     }
     if want("console") {
         rt.block_on(console(&bin, dir.path(), &wechat_base, console_users, 50));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(line: &str) -> Vec<String> {
+        std::iter::once("bench")
+            .chain(line.split_whitespace())
+            .map(String::from)
+            .collect()
+    }
+
+    #[test]
+    fn known_options_with_values_and_known_scenarios_are_accepted() {
+        let line = args("--seconds 2.5 --runs 4 --only new-users,floor-login --server ./x");
+        assert_eq!(check_args(&line), Ok(Invocation::Run));
+        assert_eq!(arg(&line, "--seconds", 5.0), Ok(2.5));
+        assert_eq!(arg(&line, "--runs", 3), Ok(4));
+        assert_eq!(
+            arg(&line, "--console-users", 7),
+            Ok(7),
+            "absent: the default"
+        );
+    }
+
+    #[test]
+    fn help_is_recognised_anywhere() {
+        assert_eq!(check_args(&args("--runs 2 --help")), Ok(Invocation::Help));
+        assert_eq!(check_args(&args("-h")), Ok(Invocation::Help));
+    }
+
+    #[test]
+    fn a_misspelt_option_or_scenario_or_a_missing_or_bad_value_is_refused() {
+        let refused = |line: &str| check_args(&args(line)).unwrap_err();
+        assert!(refused("--run 2").contains("unknown argument \"--run\""));
+        assert!(refused("--only new-user").contains("no scenario is called \"new-user\""));
+        assert!(refused("--only me,").contains("no scenario is called \"\""));
+        assert!(refused("--seconds").contains("--seconds needs a value"));
+        assert!(arg(&args("--runs x"), "--runs", 3)
+            .unwrap_err()
+            .contains("--runs \"x\" is not a valid value"));
     }
 }
