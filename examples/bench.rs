@@ -949,15 +949,15 @@ fn check_args(args: &[String]) -> Result<Invocation, String> {
     Ok(Invocation::Run)
 }
 
-/// The value after `name`, or `default` when `name` is absent; a value that does not parse
-/// is an error.
+/// The value of option `name`, or `default` when `name` is absent; a value that does not
+/// parse is an error. Reads the arguments as [`check_args`] does, option and value in turn,
+/// so a value that looks like an option (`--server --runs`) is not taken for one.
 fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> Result<T, String> {
-    match args.iter().position(|a| a == name) {
+    let mut pairs = args.get(1..).unwrap_or_default().chunks(2);
+    match pairs.find(|pair| pair[0] == name) {
         None => Ok(default),
-        Some(i) => {
-            let value = args
-                .get(i + 1)
-                .ok_or_else(|| format!("{name} needs a value"))?;
+        Some(pair) => {
+            let value = pair.get(1).ok_or_else(|| format!("{name} needs a value"))?;
             value
                 .parse()
                 .map_err(|_| format!("{name} {value:?} is not a valid value"))
@@ -1241,6 +1241,14 @@ mod tests {
             Ok(7),
             "absent: the default"
         );
+    }
+
+    #[test]
+    fn a_value_that_looks_like_an_option_is_still_a_value() {
+        let line = args("--server --runs --runs 4");
+        assert_eq!(check_args(&line), Ok(Invocation::Run));
+        assert_eq!(arg(&line, "--server", String::new()).unwrap(), "--runs");
+        assert_eq!(arg(&line, "--runs", 3), Ok(4));
     }
 
     #[test]
