@@ -125,7 +125,11 @@ impl Application {
                         .add(("Content-Security-Policy", CONTENT_SECURITY_POLICY))
                         .add(("X-Frame-Options", "DENY"))
                         .add(("X-Content-Type-Options", "nosniff"))
-                        .add(("Referrer-Policy", "same-origin")),
+                        .add(("Referrer-Policy", "same-origin"))
+                        // Login replies carry a token and API replies a user's data: no cache
+                        // may keep them (RFC 6749 §5.1 asks this of token replies). A response
+                        // with a policy of its own (static files) keeps it.
+                        .add(("Cache-Control", "no-store")),
                 )
                 .wrap(from_fn(crate::telemetry::access_log))
                 .app_data(state.clone())

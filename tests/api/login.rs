@@ -40,6 +40,35 @@ async fn a_first_login_creates_the_user_and_answers_with_a_token_and_the_user() 
 }
 
 #[tokio::test]
+async fn replies_that_carry_a_token_or_a_users_data_may_not_be_cached() {
+    let app = spawn_app().await;
+    let login = app.login_as("oNoStore").await;
+    assert_eq!(login.status, 200, "{}", login.text);
+    let token = login.body["token"].as_str().unwrap().to_owned();
+    let me = app.get_me(&token).await;
+    assert_eq!(me.status, 200, "{}", me.text);
+    let refused = app.login_code("").await;
+    assert_eq!(refused.status, 400, "{}", refused.text);
+    for (what, reply) in [
+        ("login", &login),
+        ("me", &me),
+        ("a refused login", &refused),
+    ] {
+        assert_eq!(
+            reply
+                .headers
+                .get("cache-control")
+                .map(|v| v.to_str().unwrap()),
+            Some("no-store"),
+            "{what}"
+        );
+    }
+    // A response with a caching policy of its own keeps it.
+    let css = app.send(app.client.get(app.url("/static/style.css"))).await;
+    assert_eq!(css.headers["cache-control"], "public, max-age=3600");
+}
+
+#[tokio::test]
 async fn the_server_calls_code2session_with_appid_secret_code_and_grant_type() {
     let app = spawn_app().await;
     let code = app.fake.code_for("oParams");
