@@ -493,12 +493,12 @@ fn measured(rt: &tokio::runtime::Runtime, target: &Proc, make: MakeRequest, seco
 /// How long the `sustained` scenario keeps new users logging in.
 const SUSTAINED_SECONDS: f64 = 60.0;
 
-/// Logins of new users (a code never seen before), run `id` of them.
-/// Logins at the floor's `/floor/login`, each with a fresh code.
+/// Logins at the floor's `/floor/login`, each with a fresh code, run `id` of them.
 fn floor_logins(id: u64) -> MakeRequest {
     Arc::new(move |c, s| post_json("/floor/login", &format!(r#"{{"code":"fl{id}_{c}_{s}"}}"#)))
 }
 
+/// Logins of new users (a code never seen before), run `id` of them.
 fn new_user_logins(id: u64) -> MakeRequest {
     Arc::new(move |c, s| {
         post_json(
@@ -562,9 +562,10 @@ enum Counted<'a> {
     Floor(&'a Path),
 }
 
-/// `--callgrind SECONDS`: runs the server under valgrind's callgrind, warms it up with three
-/// seconds of new users, then counts the instructions each of its threads runs during
-/// `seconds` more of them, and prints them per login. Unlike time, instruction counts hold
+/// `--callgrind SECONDS` (or `--callgrind-floor SECONDS`): runs the server (or the floor)
+/// under valgrind's callgrind, warms it up with three seconds of logins (new users' for the
+/// server), then counts the instructions each of its threads runs during `seconds` more of
+/// them, and prints them per login. Unlike time, instruction counts hold
 /// still on a noisy machine, so they show changes of a percent or two; but they leave out
 /// what the kernel does and how threads wait for each other.
 fn callgrind_logins(
@@ -880,7 +881,7 @@ fn release_binary() -> PathBuf {
         .join("release/wxlogin")
 }
 
-/// The scenarios `--only` may name, in the order a round runs them.
+/// The scenarios `--only` may name: those of a round, in its order, then the rest.
 const SCENARIOS: [&str; 9] = [
     "fake-wechat",
     "floor-static",
@@ -904,13 +905,14 @@ const OPTIONS: [&str; 7] = [
     "--callgrind-floor",
 ];
 
-/// Exits with `message` and the usage: a typo must not run a twenty-minute bench with
-/// defaults.
+/// Exits with `message` and the usage: a typo must not start a bench of several minutes
+/// with the defaults.
 fn usage_error(message: &str) -> ! {
     eprintln!("bench: {message}\n\n{}", usage());
     std::process::exit(2)
 }
 
+/// The options, and the scenarios `--only` takes.
 fn usage() -> String {
     format!(
         "usage: bench [--seconds S] [--runs N] [--console-users N] [--only SCENARIO,...]\n\
