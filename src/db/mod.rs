@@ -177,15 +177,27 @@ where
     .context("running database work on the blocking pool")?
 }
 
+/// Brings the database of `conn` up to just before the migration whose name starts with
+/// `name`, for tests of what that migration does to data an earlier release left.
+#[cfg(test)]
+pub(crate) fn migrate_to_just_before(conn: &mut DbConnection, name: &str) {
+    use diesel::migration::MigrationSource;
+    let before = MigrationSource::<DbBackend>::migrations(&MIGRATIONS)
+        .unwrap()
+        .iter()
+        .position(|m| m.name().to_string().starts_with(name))
+        .unwrap_or_else(|| panic!("no migration is called {name}"));
+    for _ in 0..before {
+        conn.run_next_migration(MIGRATIONS).unwrap();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::auth::PresentedToken;
     use crate::db::models::IssuedToken;
     use diesel::RunQueryDsl;
-
-    /// The migrations before tokens moved onto logins and nicknames were indexed in batches.
-    const BEFORE_TOKENS_ON_LOGINS: usize = 3;
 
     #[derive(diesel::QueryableByName)]
     struct CompileOption {
@@ -269,9 +281,8 @@ mod tests {
         let url = dir.path().join("old.db");
         let url = url.to_str().unwrap();
         let mut conn = DbConnection::establish(url).unwrap();
-        for _ in 0..BEFORE_TOKENS_ON_LOGINS {
-            conn.run_next_migration(MIGRATIONS).unwrap();
-        }
+        // As before tokens moved onto logins and nicknames were indexed in batches.
+        migrate_to_just_before(&mut conn, "2026-11-25-000004");
         // As the earlier release left them: one user renamed, one named late, one never, and a
         // token stored as the hash of the whole token.
         conn.batch_execute(
@@ -337,15 +348,7 @@ mod tests {
         let url = dir.path().join("chain.db");
         let url = url.to_str().unwrap();
         let mut conn = DbConnection::establish(url).unwrap();
-        // Every migration before the one that chains logins.
-        let before =
-            diesel::migration::MigrationSource::<crate::db::DbBackend>::migrations(&MIGRATIONS)
-                .unwrap()
-                .len()
-                - 1;
-        for _ in 0..before {
-            conn.run_next_migration(MIGRATIONS).unwrap();
-        }
+        migrate_to_just_before(&mut conn, "2026-12-01-000010");
         conn.batch_execute(
             "INSERT INTO users (id, openid, session_key, login_count, created_at, updated_at,
                                 last_login_at)

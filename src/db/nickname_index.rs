@@ -293,22 +293,13 @@ mod tests {
 
     #[test]
     fn upgrading_to_the_index_without_sizes_keeps_every_user_findable() {
-        use diesel::migration::MigrationSource;
-        use diesel_migrations::MigrationHarness;
         let dir = tempfile::tempdir().unwrap();
         let url = dir.path().join("old.db");
         let url = url.to_str().unwrap();
         let mut conn = DbConnection::establish(url).unwrap();
         add_functions(&mut conn).unwrap();
         // Every migration before the one that drops the sizes.
-        let before = MigrationSource::<crate::db::DbBackend>::migrations(&crate::db::MIGRATIONS)
-            .unwrap()
-            .iter()
-            .position(|m| m.name().to_string().starts_with("2026-12-01-000009"))
-            .expect("the migration that drops the sizes");
-        for _ in 0..before {
-            conn.run_next_migration(crate::db::MIGRATIONS).unwrap();
-        }
+        crate::db::migrate_to_just_before(&mut conn, "2026-12-01-000009");
         // One user indexed under the earlier index, one still waiting for its batch.
         add_users(&mut conn, &["Old Panda"]);
         index_some(&mut conn, true).unwrap();

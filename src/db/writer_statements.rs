@@ -483,6 +483,12 @@ mod tests {
     use crate::db::schema::{logins, users};
     use diesel::prelude::*;
 
+    /// Inserts `users` through the writer's prepared statements.
+    fn store_users(writer: &mut WriterConnection, users: &[NewUser<'_>]) {
+        let rows: Vec<_> = users.iter().map(InsertUser::new).collect();
+        writer.split().1.insert_users(&rows).unwrap();
+    }
+
     /// A migrated database, and the writer's connection to it.
     fn writer_database() -> (tempfile::TempDir, WriterConnection) {
         let dir = tempfile::tempdir().unwrap();
@@ -577,8 +583,7 @@ mod tests {
     fn logins_inserted_several_to_a_statement_keep_every_column() {
         let (_dir, mut writer) = writer_database();
         let users = [new_user(7, "oSeven", None), new_user(8, "oEight", None)];
-        let rows: Vec<_> = users.iter().map(InsertUser::new).collect();
-        writer.split().1.insert_users(&rows).unwrap();
+        store_users(&mut writer, &users);
         // 1, a power of two, and sizes that need several statements.
         let mut next = 1;
         for count in [1, 2, 3, 37] {
@@ -731,8 +736,7 @@ mod tests {
     fn a_user_read_through_the_prepared_statement_is_the_user_diesel_reads() {
         let (_dir, mut writer) = writer_database();
         let users = [new_user(1, "oAll", Some("x")), new_user(2, "oNone", None)];
-        let rows: Vec<_> = users.iter().map(InsertUser::new).collect();
-        writer.split().1.insert_users(&rows).unwrap();
+        store_users(&mut writer, &users);
         diesel::update(users::table.find(2))
             .set((
                 users::disabled_at.eq(at("2026-11-26 08:00:00.25")),
@@ -782,8 +786,7 @@ mod tests {
     fn a_returning_login_is_stored_as_diesels_update_stores_it() {
         let (_dir, mut writer) = writer_database();
         let users = [new_user(1, "oD", Some("x")), new_user(2, "oP", Some("x"))];
-        let rows: Vec<_> = users.iter().map(InsertUser::new).collect();
-        writer.split().1.insert_users(&rows).unwrap();
+        store_users(&mut writer, &users);
         let update = |id| ReturningLoginUpdate {
             id,
             unionid: None,
@@ -814,8 +817,7 @@ mod tests {
     fn the_connection_closes_cleanly_with_its_statements_prepared() {
         let (_dir, mut writer) = writer_database();
         let users = [new_user(1, "oA", None), new_user(2, "oB", None)];
-        let rows: Vec<_> = users.iter().map(InsertUser::new).collect();
-        writer.split().1.insert_users(&rows).unwrap();
+        store_users(&mut writer, &users);
         // diesel panics when SQLite refuses to close a connection with statements left.
         drop(writer);
     }
