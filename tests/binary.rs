@@ -264,6 +264,50 @@ async fn the_server_creates_its_database_and_logs_where_it_listens() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_stopped_with_sigterm_copies_its_wal_into_the_database_and_keeps_every_login() {
+    let fake = FakeWeChat::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("wxlogin.db");
+    let wal = dir.path().join("wxlogin.db-wal");
+    let mut server = Server::start(server_command(dir.path(), &db_path, &fake, "info"));
+    let mut tokens = Vec::new();
+    for i in 0..20 {
+        let body = log_in(&server, &fake.code_for(&format!("o_binary_stop_{i}"))).await;
+        tokens.push(body["token"].as_str().unwrap().to_owned());
+    }
+    assert!(wal.is_file(), "a running server writes through a WAL");
+
+    let exit = server.stop();
+    assert!(
+        exit.is_some_and(|s| s.success()),
+        "SIGTERM gave {exit:?}:\n{}",
+        server.log()
+    );
+    // A WAL left behind is read back by the next start and copied again while it serves.
+    assert!(
+        !wal.exists(),
+        "a stopped server left its WAL behind ({} bytes)",
+        std::fs::metadata(&wal).map_or(0, |m| m.len())
+    );
+
+    let server = Server::start(server_command(dir.path(), &db_path, &fake, "info"));
+    for token in &tokens {
+        let (status, body) = send(client().get(server.url("/api/v1/me")).bearer_auth(token)).await;
+        assert_eq!(status, 200, "a token from before the stop: {body}");
+    }
+    let body = log_in(&server, &fake.code_for("o_binary_stop_0")).await;
+    assert_eq!(body["user"]["is_new"], json!(false), "{body}");
+}
+
+/// Logs in with `code`, which must succeed; the reply's body.
+async fn log_in(server: &Server, code: &str) -> Value {
+    let request = client().post(server.url("/api/v1/login"));
+    let (status, body) = send(request.json(&json!({ "code": code }))).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_log_never_contains_a_session_key_secret_token_or_code() {
     let fake = FakeWeChat::start().await;
     let dir = tempfile::tempdir().unwrap();
