@@ -42,6 +42,7 @@ pub struct AppState {
 pub struct Application {
     port: u16,
     server: Server,
+    login_writer: LoginWriter,
 }
 
 /// Username of the admin created on first start.
@@ -75,9 +76,10 @@ impl Application {
                 WeChat::Simulated(SimulatedWeChat)
             }
         };
+        let login_writer = LoginWriter::start(&config.database_url)?;
         let state = web::Data::new(AppState {
             pool: pool.clone(),
-            login_writer: LoginWriter::start(&config.database_url)?,
+            login_writer: login_writer.clone(),
             wechat: CodeExchange::new(wechat),
             login_limiter: RateLimiter::new(config.login_rate_per_min),
             trusted_proxies: config.trusted_proxies.clone(),
@@ -169,7 +171,11 @@ impl Application {
             development_mode = config.is_development_mode(),
             "wxlogin listening on http://{address}"
         );
-        Ok(Self { port, server })
+        Ok(Self {
+            port,
+            server,
+            login_writer,
+        })
     }
 
     /// The port the server listens on.
@@ -177,9 +183,14 @@ impl Application {
         self.port
     }
 
-    /// Serves until the process is told to stop.
+    /// Serves until the process is told to stop, then copies the WAL into the database
+    /// (see [`LoginWriter::close`]).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        self.server.await?;
+        let writer = self.login_writer;
+        tokio::task::spawn_blocking(move || writer.close())
+            .await
+            .map_err(std::io::Error::other)
     }
 }
 

@@ -284,11 +284,9 @@ async fn a_server_stopped_with_sigterm_copies_its_wal_into_the_database_and_keep
         server.log()
     );
     // A WAL left behind is read back by the next start and copied again while it serves.
-    assert!(
-        !wal.exists(),
-        "a stopped server left its WAL behind ({} bytes)",
-        std::fs::metadata(&wal).map_or(0, |m| m.len())
-    );
+    // SQLite removes the file only when the last connection closes; emptied is as good.
+    let left = std::fs::metadata(&wal).map_or(0, |m| m.len());
+    assert_eq!(left, 0, "a stopped server left {left} bytes of WAL behind");
 
     let server = Server::start(server_command(dir.path(), &db_path, &fake, "info"));
     for token in &tokens {

@@ -97,13 +97,20 @@ struct Signals {
 }
 
 /// Handle to the writer thread; the thread ends when the last handle is dropped, and so does
-/// the upkeep thread.
+/// the upkeep thread (or earlier, at [`LoginWriter::close`]).
 #[derive(Clone)]
 pub struct LoginWriter {
     id: usize,
     queue: tokio::sync::mpsc::Sender<Job>,
     pumps: Pumps,
-    _upkeep: std::sync::mpsc::Sender<()>,
+    upkeep: Upkeep,
+}
+
+/// The upkeep thread: it stops when told to or when the last handle goes.
+#[derive(Clone)]
+struct Upkeep {
+    stop: std::sync::mpsc::Sender<()>,
+    thread: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
 
 impl LoginWriter {
@@ -140,7 +147,7 @@ impl LoginWriter {
             .spawn(move || run(writer_conn, jobs, &writer_signals, &writer_pumps, backlog))
             .context("starting the login writer")?;
         let upkeep_queue = queue.clone();
-        std::thread::Builder::new()
+        let upkeep_thread = std::thread::Builder::new()
             .name("db-upkeep".into())
             .spawn(move || upkeep(upkeep_conn, stopped, upkeep_queue, &signals))
             .context("starting the upkeep thread")?;
@@ -148,8 +155,27 @@ impl LoginWriter {
             id: NEXT_WRITER_ID.fetch_add(1, Ordering::Relaxed),
             queue,
             pumps,
-            _upkeep: stop,
+            upkeep: Upkeep {
+                stop,
+                thread: Arc::new(Mutex::new(Some(upkeep_thread))),
+            },
         })
+    }
+
+    /// For a server that has stopped serving: stops the upkeep thread after a last
+    /// checkpoint that copies the whole WAL into the database and empties it, and waits for
+    /// that. A WAL left behind is read back at the next start, whose upkeep thread copies it
+    /// all again while that server serves (SQLite removes the WAL itself only when the
+    /// process's last connection closes, and a stopping process does not wait for every
+    /// pooled one). Logins still work afterwards; nobody checkpoints them until the next start.
+    pub fn close(&self) {
+        let _ = self.upkeep.stop.send(());
+        let thread = self.upkeep.thread.lock().map(|mut t| t.take());
+        if let Ok(Some(thread)) = thread {
+            if thread.join().is_err() {
+                tracing::warn!("the upkeep thread panicked");
+            }
+        }
     }
 
     /// Starts a reply pump on the calling thread, which must run a tokio `LocalSet` (an
@@ -368,9 +394,10 @@ fn upkeep(
 ) {
     let (mut last_log, mut idle_rounds) = (0, 0);
     loop {
-        let last = matches!(
+        // Told to stop, or every handle is gone.
+        let last = !matches!(
             stopped.recv_timeout(UPKEEP_EVERY),
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected)
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout)
         );
         let result = diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)")
             .get_result::<CheckpointResult>(&mut conn)
@@ -385,8 +412,9 @@ fn upkeep(
                     0
                 };
                 last_log = passive.log;
-                if idle_rounds >= TRUNCATE_WAL_AFTER_IDLE_ROUNDS {
-                    // Quiet for a while: a login arriving now waits for this briefly.
+                if last || idle_rounds >= TRUNCATE_WAL_AFTER_IDLE_ROUNDS {
+                    // Quiet for a while, or the end: a login arriving now waits for this
+                    // briefly.
                     idle_rounds = 0;
                     conn.batch_execute("PRAGMA wal_checkpoint(TRUNCATE);")?;
                 }
