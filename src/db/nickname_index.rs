@@ -109,13 +109,14 @@ pub(crate) fn renames_waiting(conn: &mut DbConnection) -> QueryResult<bool> {
         .map(|c| c.n > 0)
 }
 
-/// Indexes the next [`MOST_AT_ONCE`] users past `indexed_through` and, with `pairs`, past
-/// `pairs_indexed_through` and up to as many renamed users, in one transaction; returns who
-/// still waits. Users without a nickname are in the trigram index too (as empty), so that
-/// it matches the table row for row, as FTS5 expects of an external-content index; the
-/// contentless pairs index leaves them out.
-pub(crate) fn index_some(conn: &mut DbConnection, pairs: bool) -> QueryResult<Backlog> {
-    let pairs_at_once = if pairs { MOST_AT_ONCE } else { 0 };
+/// Indexes the next [`MOST_AT_ONCE`] users past `indexed_through` and, for the pairs
+/// index, the next `pairs_at_most` users past `pairs_indexed_through` and up to as many
+/// renamed users (none when it is 0), in one transaction; returns who still waits. Users
+/// without a nickname are in the trigram index too (as empty), so that it matches the table
+/// row for row, as FTS5 expects of an external-content index; the contentless pairs index
+/// leaves them out.
+pub(crate) fn index_some(conn: &mut DbConnection, pairs_at_most: i64) -> QueryResult<Backlog> {
+    let pairs = pairs_at_most > 0;
     conn.immediate_transaction(|conn| {
         diesel::sql_query(
             "INSERT INTO users_nickname_fts (rowid, nickname)
@@ -135,7 +136,7 @@ pub(crate) fn index_some(conn: &mut DbConnection, pairs: bool) -> QueryResult<Ba
                  WHERE id IN (SELECT id FROM users_nickname_pairs_pending ORDER BY id LIMIT ?)
                    AND indexed_as <> ''",
             )
-            .bind::<BigInt, _>(MOST_AT_ONCE)
+            .bind::<BigInt, _>(pairs_at_most)
             .execute(conn)?;
             diesel::sql_query(
                 "INSERT INTO users_nickname_pairs (rowid, chars)
@@ -148,13 +149,13 @@ pub(crate) fn index_some(conn: &mut DbConnection, pairs: bool) -> QueryResult<Ba
                  WHERE id IN (SELECT id FROM users_nickname_pairs_pending ORDER BY id LIMIT ?1)
                    AND nickname <> ''",
             )
-            .bind::<BigInt, _>(MOST_AT_ONCE)
+            .bind::<BigInt, _>(pairs_at_most)
             .execute(conn)?;
             diesel::sql_query(
                 "DELETE FROM users_nickname_pairs_pending
                  WHERE id IN (SELECT id FROM users_nickname_pairs_pending ORDER BY id LIMIT ?)",
             )
-            .bind::<BigInt, _>(MOST_AT_ONCE)
+            .bind::<BigInt, _>(pairs_at_most)
             .execute(conn)?;
         }
         diesel::sql_query(
@@ -165,7 +166,7 @@ pub(crate) fn index_some(conn: &mut DbConnection, pairs: bool) -> QueryResult<Ba
              FROM (SELECT COALESCE(MAX(id), 0) AS newest FROM users)",
         )
         .bind::<BigInt, _>(MOST_AT_ONCE)
-        .bind::<BigInt, _>(pairs_at_once)
+        .bind::<BigInt, _>(pairs_at_most.max(0))
         .execute(conn)?;
         backlog(conn)
     })
@@ -175,7 +176,7 @@ pub(crate) fn index_some(conn: &mut DbConnection, pairs: bool) -> QueryResult<Ba
 /// writer does in the background, all at once (for tools that load users in bulk).
 pub fn index_everyone(conn: &mut DbConnection) -> QueryResult<()> {
     add_functions(conn)?;
-    while index_some(conn, true)?.any() {}
+    while index_some(conn, MOST_AT_ONCE)?.any() {}
     Ok(())
 }
 
@@ -302,7 +303,7 @@ mod tests {
         crate::db::migrate_to_just_before(&mut conn, "2026-12-01-000009");
         // One user indexed under the earlier index, one still waiting for its batch.
         add_users(&mut conn, &["Old Panda"]);
-        index_some(&mut conn, true).unwrap();
+        index_some(&mut conn, MOST_AT_ONCE).unwrap();
         add_users(&mut conn, &["Late Panda"]);
         drop(conn);
 
@@ -329,7 +330,7 @@ mod tests {
         assert_eq!(sizes, 0, "the sizes table is gone");
         // Later users go on in batches.
         add_users(conn, &["New Panda"]);
-        assert!(!index_some(conn, true).unwrap().any());
+        assert!(!index_some(conn, MOST_AT_ONCE).unwrap().any());
         integrity_check(conn);
         assert_eq!(indexed(conn, "%panda%"), [1, 2, 3]);
     }
@@ -350,7 +351,7 @@ mod tests {
         assert_eq!(nickname_matches(conn, "%panda%", 10).unwrap(), [1]);
         assert_eq!(nickname_matches(conn, "%熊猫宝%", 10).unwrap(), [2]);
 
-        assert!(!index_some(conn, true).unwrap().any());
+        assert!(!index_some(conn, MOST_AT_ONCE).unwrap().any());
         integrity_check(conn);
         assert_eq!(indexed(conn, "%panda%"), [1]);
         assert_eq!(
@@ -373,7 +374,7 @@ mod tests {
         // Changed while waiting: the batch indexes the nickname as it is then.
         conn.batch_execute("UPDATE users SET nickname = 'renamed-early' WHERE id = 1")
             .unwrap();
-        index_some(conn, true).unwrap();
+        index_some(conn, MOST_AT_ONCE).unwrap();
         // Changed once indexed: the trigger keeps the index in step.
         conn.batch_execute(
             "UPDATE users SET nickname = 'renamed-late' WHERE id = 2;
@@ -409,8 +410,8 @@ mod tests {
             trigrams: 10,
             pairs: 10,
         };
-        assert_eq!(index_some(conn, true).unwrap(), ten);
-        assert!(!index_some(conn, true).unwrap().any());
+        assert_eq!(index_some(conn, MOST_AT_ONCE).unwrap(), ten);
+        assert!(!index_some(conn, MOST_AT_ONCE).unwrap().any());
         assert_eq!(indexed(conn, "%even%").len() as i64, n / 2);
         assert_eq!(
             nickname_matches(conn, "%even%", n).unwrap().len() as i64,
@@ -443,6 +444,36 @@ mod tests {
             .get_result::<Count>(conn)
             .unwrap()
             .n
+    }
+
+    #[test]
+    fn a_round_adds_to_the_pairs_index_no_more_users_than_it_is_given() {
+        let (_dir, pool) = fresh_database();
+        let conn = &mut pool.get().unwrap();
+        conn.batch_execute(
+            "WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < 250)
+             INSERT INTO users (openid, session_key, nickname, login_count, created_at,
+                                updated_at, last_login_at)
+             SELECT 'o' || n, 'k', '新用户' || n, 1, '2026-01-01', '2026-01-01', '2026-01-01'
+             FROM seq",
+        )
+        .unwrap();
+        let behind = |pairs| Backlog { trigrams: 0, pairs };
+        assert_eq!(
+            index_some(conn, 100).unwrap(),
+            behind(150),
+            "the trigrams all at once"
+        );
+        assert_eq!(short(conn, "用户").len(), 250, "found, indexed or not");
+        assert_eq!(index_some(conn, 100).unwrap(), behind(50));
+        assert_eq!(
+            index_some(conn, 0).unwrap(),
+            behind(50),
+            "0: the pairs index waits"
+        );
+        assert_eq!(index_some(conn, 100).unwrap(), behind(0));
+        assert_eq!(short(conn, "用户").len(), 250);
+        integrity_check(conn);
     }
 
     #[test]
@@ -483,7 +514,7 @@ mod tests {
             for term in &terms {
                 assert_eq!(short(conn, term), by_like(conn, term), "{term:?} {round}");
             }
-            assert!(!index_some(conn, true).unwrap().any());
+            assert!(!index_some(conn, MOST_AT_ONCE).unwrap().any());
         }
         assert_eq!(
             short(conn, "ab"),
@@ -504,7 +535,7 @@ mod tests {
         add_users(conn, &["熊猫", "koala", "panda", "emu", "twice", "back"]);
         conn.batch_execute("UPDATE users SET nickname = NULL WHERE id = 4")
             .unwrap();
-        index_some(conn, true).unwrap();
+        index_some(conn, MOST_AT_ONCE).unwrap();
         conn.batch_execute(
             "UPDATE users SET nickname = '小熊' WHERE id = 2;
              UPDATE users SET nickname = NULL WHERE id = 1;
@@ -533,7 +564,7 @@ mod tests {
             }
             assert_eq!(short(conn, "熊"), [2], "{round}");
             assert_eq!(short(conn, "ba"), [6], "{round}");
-            index_some(conn, true).unwrap();
+            index_some(conn, MOST_AT_ONCE).unwrap();
         }
         assert_eq!(pending(conn), 0);
         assert!(!backlog(conn).unwrap().any());
@@ -550,7 +581,7 @@ mod tests {
         let (_dir, pool) = fresh_database();
         let conn = &mut pool.get().unwrap();
         add_users(conn, &["熊猫宝宝", "koala"]);
-        let left = index_some(conn, false).unwrap();
+        let left = index_some(conn, 0).unwrap();
         assert_eq!(
             left,
             Backlog {
@@ -560,7 +591,7 @@ mod tests {
         );
         assert_eq!(indexed(conn, "%熊猫宝%"), [1]);
         assert_eq!(short(conn, "宝宝"), [1], "read from the table meanwhile");
-        assert!(!index_some(conn, true).unwrap().any());
+        assert!(!index_some(conn, MOST_AT_ONCE).unwrap().any());
         assert_eq!(short(conn, "宝宝"), [1]);
         assert_eq!(short(conn, "k"), [2]);
     }
