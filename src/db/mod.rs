@@ -5,6 +5,7 @@ mod console;
 mod login_statements;
 pub mod models;
 mod nickname_index;
+mod page_cache;
 mod quick_reads;
 pub mod schema;
 mod sessions;
@@ -23,6 +24,7 @@ pub use console::{
 pub use nickname_index::{
     index_everyone as index_nicknames_now, MOST_AT_ONCE as NICKNAMES_PER_BATCH,
 };
+pub use page_cache::truncates_skipped as page_cache_truncates_skipped;
 pub use quick_reads::batch_on_this_thread as batch_quick_reads_on_this_thread;
 pub use sessions::DbSessionStore;
 pub use tokens::{StoredToken, TokenLookup};

@@ -72,6 +72,8 @@ unsafe fn register() -> Result<(), String> {
     if ffi::sqlite3_config(ffi::SQLITE_CONFIG_MULTITHREAD) != ffi::SQLITE_OK {
         tracing::debug!("SQLite was initialised already; it stays in serialized mode");
     }
+    // The page cache, too, is SQLite's to take only before it initialises.
+    super::page_cache::install();
     let real = ffi::sqlite3_vfs_find(c"unix".as_ptr());
     if real.is_null() {
         return Err("SQLite has no \"unix\" VFS to build on".into());
