@@ -97,8 +97,8 @@ impl Drop for Raw {
     }
 }
 
-/// Inserts `rows` rows keyed by random 28-byte openid-like blobs, in one transaction or
-/// left open.
+/// Inserts `rows` rows keyed by random 28-character texts (as openids land at random places
+/// in their index), in the caller's open transaction or else one of its own.
 fn insert_random(raw: &Raw, rows: u32, pad: u32) {
     raw.exec(&format!(
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {rows})
