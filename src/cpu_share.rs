@@ -84,6 +84,36 @@ fn context_switches() -> Option<u64> {
     None
 }
 
+/// Puts the calling thread at the lowest priority (nice 19), for background work that must
+/// not take the CPU from requests: such a thread runs on time nobody else wants, and still
+/// gets a share when every CPU is busy (unlike `SCHED_IDLE`), so its work never stops.
+/// Lowering a priority needs no privilege. Elsewhere than Linux, where a priority belongs
+/// to the whole process, it does nothing.
+pub fn give_way() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: gettid has no preconditions; setpriority changes only the named thread.
+    unsafe {
+        let tid = libc::gettid();
+        if libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19) != 0 {
+            tracing::debug!(error = %std::io::Error::last_os_error(), "lowering a thread's priority failed");
+        }
+    }
+}
+
+/// The nice value of thread `tid` of this process (Linux: from `/proc`).
+#[cfg(target_os = "linux")]
+pub fn thread_nice(tid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
+    // The name, in parentheses, may hold spaces: the fields after it start with the state
+    // (field 3), so the nice value (field 19) is the 17th.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(16)?
+        .parse()
+        .ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,5 +194,22 @@ mod tests {
             None
         };
         assert_eq!(LAST_LOOK.get().map(|l| l.at), expected);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn giving_way_lowers_only_the_calling_thread_to_the_lowest_priority() {
+        // SAFETY: gettid has no preconditions.
+        let here = unsafe { libc::gettid() };
+        let before = thread_nice(here).expect("this thread's nice value");
+        let there = std::thread::spawn(|| {
+            give_way();
+            // SAFETY: as above.
+            thread_nice(unsafe { libc::gettid() })
+        })
+        .join()
+        .unwrap();
+        assert_eq!(there, Some(19));
+        assert_eq!(thread_nice(here), Some(before));
     }
 }

@@ -409,6 +409,13 @@ fn upkeep(
     writer: tokio::sync::mpsc::Sender<Job>,
     signals: &Signals,
 ) {
+    // Each round copies a few milliseconds' worth of pages at once. At normal priority those
+    // bursts took a CPU from the HTTP workers and the login writer, and the logins around
+    // them waited; at the lowest they run on time the logins leave unused (the login
+    // scenarios leave a tenth of the machine idle). Nothing waits for this thread: the
+    // writer's own checkpoint gives up at once if this one holds the lock, and a late round
+    // copies more. See the README's Performance section for the figures.
+    crate::cpu_share::give_way();
     let (mut last_log, mut idle_rounds) = (0, 0);
     loop {
         // Told to stop, or every handle is gone.
@@ -553,6 +560,54 @@ mod tests {
         let url = dir.path().join("w.db");
         let pool = crate::db::connect(url.to_str().unwrap()).unwrap();
         (dir, pool)
+    }
+
+    /// Nice values of this process's threads called `name`.
+    #[cfg(target_os = "linux")]
+    fn nice_of_threads(name: &str) -> Vec<i32> {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .flatten()
+            .filter_map(|task| {
+                let tid: i32 = task.file_name().to_str()?.parse().ok()?;
+                let comm = std::fs::read_to_string(task.path().join("comm")).ok()?;
+                (comm.trim() == name).then(|| crate::cpu_share::thread_nice(tid))?
+            })
+            .collect()
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_upkeep_thread_runs_at_the_lowest_priority_and_the_writer_at_its_starters() {
+        let (dir, _pool) = fresh_database();
+        let writer = LoginWriter::start(dir.path().join("w.db").to_str().unwrap()).unwrap();
+        // Other tests start writers too: wait until every upkeep thread has lowered itself
+        // (each does as it starts).
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let upkeep = loop {
+            let nice = nice_of_threads("db-upkeep");
+            if (!nice.is_empty() && nice.iter().all(|&n| n == 19))
+                || std::time::Instant::now() > deadline
+            {
+                break nice;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert!(!upkeep.is_empty(), "no upkeep thread found");
+        assert!(
+            upkeep.iter().all(|&n| n == 19),
+            "upkeep threads' nice values: {upkeep:?}"
+        );
+        // The writer keeps the priority it was started with, this thread's.
+        // SAFETY: gettid has no preconditions.
+        let normal = crate::cpu_share::thread_nice(unsafe { libc::gettid() }).unwrap();
+        let writers = nice_of_threads("login-writer");
+        assert!(!writers.is_empty(), "no login writer thread found");
+        assert!(
+            writers.iter().all(|&n| n == normal),
+            "login writers' nice values: {writers:?}, this thread's: {normal}"
+        );
+        writer.close();
     }
 
     /// The login writer's connection to the database `fresh_database` made in `dir`.
