@@ -100,9 +100,9 @@ pub fn give_way() {
     }
 }
 
-/// The nice value of thread `tid` of this process (Linux: from `/proc`).
-#[cfg(target_os = "linux")]
-pub fn thread_nice(tid: i32) -> Option<i32> {
+/// The nice value of thread `tid` of this process (Linux: from `/proc`), for tests.
+#[cfg(all(test, target_os = "linux"))]
+pub(crate) fn thread_nice(tid: i32) -> Option<i32> {
     let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
     // The name, in parentheses, may hold spaces: the fields after it start with the state
     // (field 3), so the nice value (field 19) is the 17th.
