@@ -24,6 +24,10 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+#[path = "../tests/common/cookie_client.rs"]
+mod cookie_client;
+use cookie_client::CookieClient;
+
 const CONNECTIONS: usize = 64;
 const RETURNING_USERS: usize = 1000;
 
@@ -222,10 +226,10 @@ async fn serve_fake() -> std::io::Result<()> {
 async fn serve_floor(wechat_base: String) -> std::io::Result<()> {
     use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
     // Built as the product builds its client: no redirects, and one client per worker, so
-    // that a pooled connection is always used by the thread that drives it. One difference
-    // is left: built as an example, reqwest has the tests' cookie layer here, which costs
-    // this floor a URL parse per call (about 1% of its CPU) that the product does not pay.
-    // Parsed once, as the product does: the floor should not pay for work the product avoids.
+    // that a pooled connection is always used by the thread that drives it; and with
+    // reqwest's features as the product has them (no cookie layer: see
+    // tests/common/cookie_client.rs). The URL is parsed once, as the product does: the floor
+    // should not pay for work the product avoids.
     let url = reqwest::Url::parse(&format!("{wechat_base}/sns/jscode2session")).unwrap();
     let server = HttpServer::new(move || {
         let http = reqwest::Client::builder()
@@ -798,14 +802,10 @@ async fn console(bin: &Path, dir: &Path, wechat_base: &str, users: u64, samples:
         ready.as_secs_f64() * 1000.0
     );
     let base = format!("http://{}", server.addr);
-    let browser = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let browser =
+        CookieClient::new(reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()));
     let page = browser
-        .get(format!("{base}/admin/login"))
-        .send()
+        .send(browser.get(format!("{base}/admin/login")))
         .await
         .unwrap()
         .text()
@@ -818,13 +818,11 @@ async fn console(bin: &Path, dir: &Path, wechat_base: &str, users: u64, samples:
         .unwrap()
         .to_owned();
     let signed = browser
-        .post(format!("{base}/admin/login"))
-        .form(&[
+        .send(browser.post(format!("{base}/admin/login")).form(&[
             ("csrf", csrf.as_str()),
             ("username", "bench"),
             ("password", "bench-password-123"),
-        ])
-        .send()
+        ]))
         .await
         .unwrap();
     assert_eq!(signed.status(), 303, "signing in to the console failed");
@@ -883,8 +881,7 @@ async fn console(bin: &Path, dir: &Path, wechat_base: &str, users: u64, samples:
         for _ in 0..samples {
             let t = Instant::now();
             let ok = browser
-                .get(format!("{base}{path}"))
-                .send()
+                .send(browser.get(format!("{base}{path}")))
                 .await
                 .is_ok_and(|r| r.status() == 200);
             times.push(t.elapsed());

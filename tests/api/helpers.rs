@@ -14,6 +14,10 @@ use wxlogin::db::DbConnection;
 use wxlogin::domain::Secret;
 use wxlogin::startup::Application;
 
+#[path = "../common/cookie_client.rs"]
+mod cookie_client;
+pub use cookie_client::CookieClient;
+
 pub const APPID: &str = "wx_test_appid_0001";
 pub const SECRET: &str = "test-app-secret-9f3b2c";
 
@@ -328,7 +332,6 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         fake,
         client: reqwest::Client::builder()
             .user_agent("wxlogin-tests/1.0 (MicroMessenger)")
-            .cookie_store(true)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap(),
@@ -482,7 +485,7 @@ pub fn extract_csrf(html: &str) -> Option<String> {
 /// A cookie-keeping client: one browser, one console session.
 pub struct Browser<'a> {
     app: &'a TestApp,
-    pub client: reqwest::Client,
+    client: CookieClient,
 }
 
 pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
@@ -494,12 +497,11 @@ impl TestApp {
         headers.insert("accept-language", accept_language.parse().unwrap());
         Browser {
             app: self,
-            client: reqwest::Client::builder()
-                .cookie_store(true)
-                .redirect(reqwest::redirect::Policy::none())
-                .default_headers(headers)
-                .build()
-                .unwrap(),
+            client: CookieClient::new(
+                reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .default_headers(headers),
+            ),
         }
     }
 
@@ -537,7 +539,7 @@ impl TestApp {
 
 impl Browser<'_> {
     async fn page(&self, request: reqwest::RequestBuilder) -> Page {
-        let response = request.send().await.expect("the server answers");
+        let response = self.client.send(request).await.expect("the server answers");
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let text = response.text().await.unwrap();

@@ -120,7 +120,10 @@ async fn the_first_start_creates_an_admin_whose_logged_password_must_be_changed(
         scenarios::console_sign_in(&browser, &server, "admin", &password).await,
         303
     );
-    let dashboard = browser.get(server.url("/admin")).send().await.unwrap();
+    let dashboard = browser
+        .send(browser.get(server.url("/admin")))
+        .await
+        .unwrap();
     assert_eq!(dashboard.status(), 303);
     assert_eq!(dashboard.headers()["location"], "/admin/password");
     // A restart with an admin present creates no other and logs no password.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use diesel::prelude::*;
 use serde_json::{json, Value};
 
-use crate::helpers::{FakeWeChat, APPID, SECRET};
+use crate::helpers::{CookieClient, FakeWeChat, APPID, SECRET};
 
 /// A running wxlogin process.
 pub struct Server {
@@ -702,24 +702,19 @@ pub fn admin_command(
 }
 
 /// A cookie-keeping client that does not follow redirects.
-pub fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
+pub fn browser() -> CookieClient {
+    CookieClient::new(reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()))
 }
 
 /// Signs `browser` in and returns the CSRF token of the page it lands on.
 pub async fn console_sign_in(
-    browser: &reqwest::Client,
+    browser: &CookieClient,
     server: &Server,
     username: &str,
     password: &str,
 ) -> u16 {
     let page = browser
-        .get(server.url("/admin/login"))
-        .send()
+        .send(browser.get(server.url("/admin/login")))
         .await
         .unwrap()
         .text()
@@ -727,13 +722,11 @@ pub async fn console_sign_in(
         .unwrap();
     let csrf = crate::helpers::extract_csrf(&page).expect("a CSRF token on the sign-in page");
     browser
-        .post(server.url("/admin/login"))
-        .form(&[
+        .send(browser.post(server.url("/admin/login")).form(&[
             ("csrf", csrf.as_str()),
             ("username", username),
             ("password", password),
-        ])
-        .send()
+        ]))
         .await
         .unwrap()
         .status()
@@ -851,8 +844,7 @@ pub async fn secrets_in_log(bin: &Path, dir: &Path, rust_log: &str) -> SecretsRe
     );
     secrets.push(("wrong admin password".into(), "wrong-password-xyz".into()));
     let page = signed_in
-        .get(server.url(&format!("/admin/users/{user_id}")))
-        .send()
+        .send(signed_in.get(server.url(&format!("/admin/users/{user_id}"))))
         .await
         .unwrap()
         .text()
@@ -861,9 +853,11 @@ pub async fn secrets_in_log(bin: &Path, dir: &Path, rust_log: &str) -> SecretsRe
     let csrf = crate::helpers::extract_csrf(&page).unwrap();
     secrets.push(("CSRF token".into(), csrf.clone()));
     let disabled = signed_in
-        .post(server.url(&format!("/admin/users/{user_id}/disable")))
-        .form(&[("csrf", csrf.as_str()), ("reason", "log test")])
-        .send()
+        .send(
+            signed_in
+                .post(server.url(&format!("/admin/users/{user_id}/disable")))
+                .form(&[("csrf", csrf.as_str()), ("reason", "log test")]),
+        )
         .await
         .unwrap();
     assert_eq!(disabled.status(), 303);
@@ -873,8 +867,7 @@ pub async fn secrets_in_log(bin: &Path, dir: &Path, rust_log: &str) -> SecretsRe
         .send()
         .await;
     let _ = signed_in
-        .get(server.url("/admin/users?q=oSecretForm"))
-        .send()
+        .send(signed_in.get(server.url("/admin/users?q=oSecretForm")))
         .await;
 
     for key in fake.session_keys() {
