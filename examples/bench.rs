@@ -223,13 +223,32 @@ async fn serve_fake() -> std::io::Result<()> {
     server.run().await
 }
 
+/// The floor's login request: only the code.
+#[derive(serde::Deserialize)]
+struct FloorLogin {
+    code: String,
+}
+
+/// What the floor reads of the code2Session reply.
+#[derive(serde::Deserialize)]
+struct FloorSession {
+    openid: Option<String>,
+}
+
+/// The floor's login reply.
+#[derive(serde::Serialize)]
+struct FloorReply {
+    ret: bool,
+    openid: Option<String>,
+}
+
 async fn serve_floor(wechat_base: String) -> std::io::Result<()> {
     use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
     // Built as the product builds its client: no redirects, and one client per worker, so
     // that a pooled connection is always used by the thread that drives it; and with
     // reqwest's features as the product has them (no cookie layer: see
-    // tests/common/cookie_client.rs). The URL is parsed once, as the product does: the floor
-    // should not pay for work the product avoids.
+    // tests/common/cookie_client.rs). The URL is parsed once and JSON goes through typed
+    // structs, as the product does: the floor should not pay for work the product avoids.
     let url = reqwest::Url::parse(&format!("{wechat_base}/sns/jscode2session")).unwrap();
     let server = HttpServer::new(move || {
         let http = reqwest::Client::builder()
@@ -244,9 +263,9 @@ async fn serve_floor(wechat_base: String) -> std::io::Result<()> {
                 web::post().to(move |body: web::Bytes| {
                     let (http, url) = (http.clone(), url.clone());
                     async move {
-                        let v: serde_json::Value =
-                            serde_json::from_slice(&body).unwrap_or_default();
-                        let code = v["code"].as_str().unwrap_or("").to_owned();
+                        let code = serde_json::from_slice::<FloorLogin>(&body)
+                            .map(|login| login.code)
+                            .unwrap_or_default();
                         let reply = http
                             .get(url)
                             .query(&[
@@ -260,10 +279,10 @@ async fn serve_floor(wechat_base: String) -> std::io::Result<()> {
                         match reply {
                             Ok(r) => {
                                 let bytes = r.bytes().await.unwrap_or_default();
-                                let v: serde_json::Value =
-                                    serde_json::from_slice(&bytes).unwrap_or_default();
-                                HttpResponse::Ok()
-                                    .json(serde_json::json!({"ret": true, "openid": v["openid"]}))
+                                let openid = serde_json::from_slice::<FloorSession>(&bytes)
+                                    .ok()
+                                    .and_then(|session| session.openid);
+                                HttpResponse::Ok().json(FloorReply { ret: true, openid })
                             }
                             Err(_) => HttpResponse::BadGateway().finish(),
                         }
@@ -272,9 +291,11 @@ async fn serve_floor(wechat_base: String) -> std::io::Result<()> {
             )
             .route(
                 "/floor/static",
+                // Fixed bytes: building a JSON value per request would be work of its own.
                 web::get().to(|_: HttpRequest| async {
                     HttpResponse::Ok()
-                        .json(serde_json::json!({"ret": true, "user": {"id": 1, "openid": "o"}}))
+                        .content_type("application/json")
+                        .body(r#"{"ret":true,"user":{"id":1,"openid":"o"}}"#)
                 }),
             )
     })
