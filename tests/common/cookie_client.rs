@@ -6,8 +6,8 @@
 //! bench's floor server (an example) got reqwest's cookie layer, which turns every
 //! code2Session call's address into text and parses it again, cookie store or not. The
 //! product, built without it, pays nothing of the kind, so the floor counted work that is
-//! not unavoidable: 12k instructions a login, 9% of its HTTP workers' (callgrind,
-//! `bench --callgrind-floor 10`: 132.6k with the layer, 120.3k without). This keeps cookies
+//! not unavoidable: 11k instructions a login, 9% of its HTTP workers' (callgrind,
+//! `bench --callgrind-floor 10`: 132.6k with the layer, 121.2k without). This keeps cookies
 //! with the store reqwest's feature uses (`cookie_store`), around a plain client.
 
 use std::sync::Mutex;

@@ -706,7 +706,7 @@ pub fn browser() -> CookieClient {
     CookieClient::new(reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()))
 }
 
-/// Signs `browser` in and returns the CSRF token of the page it lands on.
+/// Signs `browser` in and returns the status of the sign-in form's answer.
 pub async fn console_sign_in(
     browser: &CookieClient,
     server: &Server,
