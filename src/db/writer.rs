@@ -10,13 +10,15 @@
 //! batch, at a cost the profile showed).
 
 use std::cell::RefCell;
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
 use diesel::connection::SimpleConnection;
-use diesel::{Connection, QueryResult, QueryableByName, RunQueryDsl};
+use diesel::{QueryResult, QueryableByName, RunQueryDsl};
+use libsqlite3_sys as ffi;
 
 use super::models::User;
 use super::nickname_index::{self, Backlog};
@@ -144,10 +146,7 @@ impl LoginWriter {
                 conn.batch_execute("PRAGMA wal_autocheckpoint = 0;")
             })
             .context("setting up the login writer's connection")?;
-        let mut upkeep_conn = DbConnection::establish(database_url)
-            .with_context(|| format!("opening the database {database_url} for checkpoints"))?;
-        super::apply_connection_pragmas(&mut upkeep_conn)
-            .context("setting up the upkeep thread's connection")?;
+        let checkpointer = Checkpointer::establish(database_url)?;
         let signals = Arc::new(Signals::default());
         let backlog = nickname_index::backlog(writer_conn.conn())
             .context("reading how far the nickname indexes have got")?;
@@ -166,7 +165,7 @@ impl LoginWriter {
         let upkeep_queue = queue.clone();
         let upkeep_thread = std::thread::Builder::new()
             .name("db-upkeep".into())
-            .spawn(move || upkeep(upkeep_conn, stopped, upkeep_queue, &signals))
+            .spawn(move || upkeep(checkpointer, stopped, upkeep_queue, &signals))
             .context("starting the upkeep thread")?;
         Ok(Self {
             id: NEXT_WRITER_ID.fetch_add(1, Ordering::Relaxed),
@@ -370,8 +369,8 @@ fn record_batch(
 
 /// WAL frames (pages) past which the writer is asked to let the WAL start over: 256 MiB.
 /// The writer's checkpoint copies and syncs the frames written since the upkeep thread's
-/// last one (`strace`: a 1.5 ms sync of the WAL and a 5 ms one of the database), and every
-/// login waits meanwhile. At 16384 frames that happened three times a second under the
+/// last one (see [`Checkpointer`] for how little that is kept to), and every login waits
+/// meanwhile. At 16384 frames that happened three times a second under the
 /// bench's returning-users load, and those stalls made up the slowest one percent of logins
 /// (p99/p50 2.9-4.0; 2.4-2.6 at 32768). The logins' writer is faster now, and at 32768 it
 /// came every 0.65 s under new-users: p99/p50 2.7-3.2 there, 2.6-2.9 at 65536 (5 alternating
@@ -381,7 +380,7 @@ fn record_batch(
 /// `TRUNCATE_WAL_AFTER_IDLE_ROUNDS`).
 const RESTART_WAL_AT_FRAMES: i64 = 65536;
 
-#[derive(QueryableByName)]
+#[derive(QueryableByName, Clone, Copy)]
 struct CheckpointResult {
     #[diesel(sql_type = diesel::sql_types::Integer)]
     log: i32,
@@ -404,7 +403,7 @@ const TRUNCATE_WAL_AFTER_IDLE_ROUNDS: u32 = 40;
 /// left itself between two batches (without that the WAL grew without end under load; a
 /// RESTART checkpoint from here made the writer sleep in its busy handler instead).
 fn upkeep(
-    mut conn: DbConnection,
+    mut checkpointer: Checkpointer,
     stopped: std::sync::mpsc::Receiver<()>,
     writer: tokio::sync::mpsc::Sender<Job>,
     signals: &Signals,
@@ -423,27 +422,28 @@ fn upkeep(
             stopped.recv_timeout(UPKEEP_EVERY),
             Err(std::sync::mpsc::RecvTimeoutError::Timeout)
         );
-        let result = diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)")
-            .get_result::<CheckpointResult>(&mut conn)
-            .and_then(|passive| {
-                if i64::from(passive.log) > RESTART_WAL_AT_FRAMES {
-                    signals.wal_long.store(true, Ordering::Relaxed);
-                }
-                let copied = passive.log > 0 && passive.checkpointed == passive.log;
-                idle_rounds = if copied && passive.log == last_log {
-                    idle_rounds + 1
-                } else {
-                    0
-                };
-                last_log = passive.log;
-                if last || idle_rounds >= TRUNCATE_WAL_AFTER_IDLE_ROUNDS {
-                    // Quiet for a while, or the end: a login arriving now waits for this
-                    // briefly.
-                    idle_rounds = 0;
-                    conn.batch_execute("PRAGMA wal_checkpoint(TRUNCATE);")?;
-                }
-                Ok(())
-            });
+        let result = checkpointer.pass().and_then(|passive| {
+            if i64::from(passive.log) > RESTART_WAL_AT_FRAMES {
+                checkpointer.close_in(passive)?;
+                signals.wal_long.store(true, Ordering::Relaxed);
+            }
+            let copied = passive.log > 0 && passive.checkpointed == passive.log;
+            idle_rounds = if copied && passive.log == last_log {
+                idle_rounds + 1
+            } else {
+                0
+            };
+            last_log = passive.log;
+            if last || idle_rounds >= TRUNCATE_WAL_AFTER_IDLE_ROUNDS {
+                // Quiet for a while, or the end: a login arriving now waits for this
+                // briefly.
+                idle_rounds = 0;
+                checkpointer
+                    .conn()
+                    .batch_execute("PRAGMA wal_checkpoint(TRUNCATE);")?;
+            }
+            Ok(())
+        });
         if let Err(e) = result {
             tracing::warn!(error = %e, "checkpointing the WAL failed");
         }
@@ -453,7 +453,7 @@ fn upkeep(
         if !signals.nicknames_waiting.load(Ordering::Relaxed) {
             // Renames reach the index through a table the triggers fill, whoever made them
             // (a login, the profile API, a tool): looking costs a page read a round.
-            match nickname_index::renames_waiting(&mut conn) {
+            match nickname_index::renames_waiting(checkpointer.conn()) {
                 Ok(true) => signals.nicknames_waiting.store(true, Ordering::Relaxed),
                 Ok(false) => {}
                 Err(e) => tracing::warn!(error = %e, "reading the renamed users failed"),
@@ -463,6 +463,113 @@ fn upkeep(
             // A full queue means the writer is busy with logins; the next round asks again.
             let _ = writer.try_send(Job::IndexNicknames);
         }
+    }
+}
+
+/// Most checkpoint passes [`Checkpointer::close_in`] runs back to back.
+const CLOSE_IN_PASSES: u32 = 8;
+
+/// Frames written during a pass below which [`Checkpointer::close_in`] stops.
+const CLOSE_IN_FRAMES: i32 = 128;
+
+/// The upkeep thread's connection, whose checkpoints each end with a sync of the database
+/// file.
+///
+/// SQLite syncs the database file only at a checkpoint that copies every frame, which under
+/// constant logins is the writer's own before the WAL starts over: that sync wrote out all
+/// the pages the upkeep thread had copied since the last restart, about a second's worth,
+/// while every login waited. Synced round by round here, the file has little left for it.
+pub(super) struct Checkpointer {
+    conn: DbConnection,
+    /// SQLite's own handle on the database file (an `fsync` through a second descriptor
+    /// would be as good, but closing that descriptor would drop every POSIX lock this
+    /// process holds on the file); `None` for a database in memory.
+    database_file: Option<NonNull<ffi::sqlite3_file>>,
+    /// What the previous pass found.
+    last: Option<CheckpointResult>,
+    /// Syncs of the database file so far.
+    syncs: u64,
+}
+
+// SAFETY: the file handle belongs to `conn`, which lives as long as it and moves with it;
+// only the thread that owns both uses either.
+unsafe impl Send for Checkpointer {}
+
+impl Checkpointer {
+    /// Opens `database_url` for checkpoints.
+    pub(super) fn establish(database_url: &str) -> anyhow::Result<Self> {
+        let (mut conn, db) = super::writer_statements::establish_with_handle(database_url)
+            .with_context(|| format!("opening the database {database_url} for checkpoints"))?;
+        super::apply_connection_pragmas(&mut conn)
+            .context("setting up the upkeep thread's connection")?;
+        let mut file: *mut ffi::sqlite3_file = std::ptr::null_mut();
+        // SAFETY: `db` is the open handle of `conn`; SQLITE_FCNTL_FILE_POINTER writes a
+        // `sqlite3_file *` to its argument. The file stays open as long as the connection.
+        let rc = unsafe {
+            ffi::sqlite3_file_control(
+                db.as_ptr(),
+                c"main".as_ptr(),
+                ffi::SQLITE_FCNTL_FILE_POINTER,
+                (&raw mut file).cast(),
+            )
+        };
+        let database_file = NonNull::new(file)
+            // SAFETY: a non-null file pointer from SQLite points at an open file.
+            .filter(|file| rc == ffi::SQLITE_OK && !unsafe { file.as_ref() }.pMethods.is_null());
+        Ok(Self {
+            conn,
+            database_file,
+            last: None,
+            syncs: 0,
+        })
+    }
+
+    fn conn(&mut self) -> &mut DbConnection {
+        &mut self.conn
+    }
+
+    /// Copies every committed WAL frame not yet in the database file into it, without
+    /// waiting for anyone, then syncs the file if that copied anything.
+    fn pass(&mut self) -> QueryResult<CheckpointResult> {
+        let passive = diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)")
+            .get_result::<CheckpointResult>(&mut self.conn)?;
+        let copied = passive.checkpointed > 0
+            && self.last.is_none_or(|last| {
+                (last.log, last.checkpointed) != (passive.log, passive.checkpointed)
+            });
+        self.last = Some(passive);
+        if let (true, Some(file)) = (copied, self.database_file) {
+            // SAFETY: the file is open (see `database_file`), and used by this thread only,
+            // between statements.
+            let rc = unsafe {
+                let methods = &*file.as_ref().pMethods;
+                methods.xSync.map_or(ffi::SQLITE_OK, |sync| {
+                    sync(file.as_ptr(), ffi::SQLITE_SYNC_NORMAL)
+                })
+            };
+            if rc == ffi::SQLITE_OK {
+                self.syncs += 1;
+            } else {
+                tracing::warn!(code = rc, "syncing the database file failed");
+            }
+        }
+        Ok(passive)
+    }
+
+    /// Before the writer is asked to let the WAL start over (its checkpoint copies and
+    /// syncs what is left, every login waiting): copies and syncs what was committed during
+    /// the pass just done, and again, until a pass finds little new.
+    fn close_in(&mut self, mut last: CheckpointResult) -> QueryResult<()> {
+        for _ in 0..CLOSE_IN_PASSES {
+            let next = self.pass()?;
+            // Negative when the WAL started over meanwhile: nothing is left to close in on.
+            let written_meanwhile = next.log - last.log;
+            last = next;
+            if written_meanwhile < CLOSE_IN_FRAMES {
+                break;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -802,6 +909,82 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Commits `rows` new users through a connection of its own.
+    fn commit_users(url: &str, from: i64, rows: i64) {
+        let mut conn = crate::db::DbConnection::establish(url).unwrap();
+        conn.batch_execute(&format!(
+            "WITH RECURSIVE n(v) AS (SELECT {from} UNION ALL SELECT v + 1 FROM n WHERE v < {})
+             INSERT INTO users (id, openid, session_key, created_at, updated_at, last_login_at)
+             SELECT v, 'oSync' || v, 'k', '2026-12-02 00:00:00', '2026-12-02 00:00:00',
+                    '2026-12-02 00:00:00'
+             FROM n",
+            from + rows - 1
+        ))
+        .unwrap();
+    }
+
+    /// A fresh database, its path, and the upkeep thread's checkpoints on it.
+    fn fresh_checkpointer() -> (tempfile::TempDir, String, Checkpointer) {
+        let (dir, _pool) = fresh_database();
+        let url = dir.path().join("w.db").to_str().unwrap().to_owned();
+        let checkpointer = Checkpointer::establish(&url).unwrap();
+        (dir, url, checkpointer)
+    }
+
+    #[test]
+    fn a_checkpoint_that_copies_frames_syncs_the_database_file_and_an_idle_one_does_not() {
+        let (_dir, url, mut checkpointer) = fresh_checkpointer();
+        let url = url.as_str();
+        assert!(checkpointer.database_file.is_some());
+        commit_users(url, 1, 500);
+        let copied = checkpointer.pass().unwrap();
+        assert!(copied.log > 0 && copied.checkpointed == copied.log);
+        assert_eq!(checkpointer.syncs, 1);
+        checkpointer.pass().unwrap();
+        assert_eq!(
+            checkpointer.syncs, 1,
+            "nothing new was copied, nothing to sync"
+        );
+        commit_users(url, 501, 500);
+        checkpointer.pass().unwrap();
+        assert_eq!(checkpointer.syncs, 2);
+    }
+
+    #[test]
+    fn a_database_in_memory_has_no_file_to_sync() {
+        let mut checkpointer = Checkpointer::establish(":memory:").unwrap();
+        assert!(checkpointer.database_file.is_none());
+        checkpointer.pass().unwrap();
+        assert_eq!(checkpointer.syncs, 0);
+    }
+
+    #[test]
+    fn closing_in_copies_whatever_was_committed_since_the_last_pass() {
+        let (_dir, url, mut checkpointer) = fresh_checkpointer();
+        let url = url.as_str();
+        commit_users(url, 1, 100);
+        let first = checkpointer.pass().unwrap();
+        commit_users(url, 101, 2000);
+        checkpointer.close_in(first).unwrap();
+        let after = checkpointer.last.unwrap();
+        // The WAL may have started over after the first pass copied all of it.
+        assert!(after.log > 0, "the second commit is in the WAL");
+        assert_eq!(after.checkpointed, after.log, "and copied by closing in");
+        assert_eq!(
+            checkpointer.syncs, 2,
+            "the first pass and closing in each synced"
+        );
+        let mut other = crate::db::DbConnection::establish(url).unwrap();
+        let left = diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)")
+            .get_result::<CheckpointResult>(&mut other)
+            .unwrap();
+        assert_eq!(
+            (left.log, left.checkpointed),
+            (after.log, after.log),
+            "nothing was left for anyone else to copy"
+        );
     }
 
     #[derive(QueryableByName)]

@@ -61,6 +61,18 @@ fn install() -> anyhow::Result<()> {
     }
 }
 
+/// Opens a diesel connection to `database_url`, and returns it with its SQLite handle.
+pub(super) fn establish_with_handle(
+    database_url: &str,
+) -> anyhow::Result<(DbConnection, NonNull<ffi::sqlite3>)> {
+    install()?;
+    OPENED.with(|opened| opened.set(ptr::null_mut()));
+    let conn = DbConnection::establish(database_url)?;
+    let db = NonNull::new(OPENED.with(|opened| opened.replace(ptr::null_mut())))
+        .context("SQLite did not report the connection it opened")?;
+    Ok((conn, db))
+}
+
 /// The login writer's connection: diesel's, and a login's statements prepared on its handle.
 pub struct WriterConnection {
     // Declared first, so dropped first: its statements are finalized before diesel closes
@@ -72,12 +84,8 @@ pub struct WriterConnection {
 impl WriterConnection {
     /// Opens `database_url` for the login writer.
     pub fn establish(database_url: &str) -> anyhow::Result<Self> {
-        install()?;
-        OPENED.with(|opened| opened.set(ptr::null_mut()));
-        let conn = DbConnection::establish(database_url)
+        let (conn, db) = establish_with_handle(database_url)
             .with_context(|| format!("opening the database {database_url} for the login writer"))?;
-        let db = NonNull::new(OPENED.with(|opened| opened.replace(ptr::null_mut())))
-            .context("SQLite did not report the login writer's connection")?;
         Ok(Self {
             statements: LoginStatements {
                 db,
