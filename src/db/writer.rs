@@ -424,7 +424,7 @@ fn upkeep(
         );
         let result = checkpointer.pass(false).and_then(|passive| {
             if i64::from(passive.log) > RESTART_WAL_AT_FRAMES {
-                checkpointer.close_in(passive)?;
+                checkpointer.close_in()?;
                 signals.wal_long.store(true, Ordering::Relaxed);
             }
             let copied = passive.log > 0 && passive.checkpointed == passive.log;
@@ -566,13 +566,12 @@ impl Checkpointer {
 
     /// Before the writer is asked to let the WAL start over (its checkpoint copies and
     /// syncs what is left, every login waiting): copies and syncs what was committed during
-    /// the pass just done, and again, until a pass finds little new.
-    fn close_in(&mut self, mut last: CheckpointResult) -> QueryResult<()> {
+    /// the last pass, and again, until a pass finds little new.
+    fn close_in(&mut self) -> QueryResult<()> {
         for _ in 0..CLOSE_IN_PASSES {
-            let next = self.pass(true)?;
+            let before = self.last.map_or(0, |last| last.log);
             // Negative when the WAL started over meanwhile: nothing is left to close in on.
-            let written_meanwhile = next.log - last.log;
-            last = next;
+            let written_meanwhile = self.pass(true)?.log - before;
             if written_meanwhile < CLOSE_IN_FRAMES {
                 break;
             }
@@ -985,9 +984,9 @@ mod tests {
         let (_dir, url, mut checkpointer) = fresh_checkpointer();
         let url = url.as_str();
         commit_users(url, 1, 100);
-        let first = checkpointer.pass(false).unwrap();
+        checkpointer.pass(false).unwrap();
         commit_users(url, 101, 2000);
-        checkpointer.close_in(first).unwrap();
+        checkpointer.close_in().unwrap();
         let after = checkpointer.last.unwrap();
         // The WAL may have started over after the first pass copied all of it.
         assert!(after.log > 0, "the second commit is in the WAL");
