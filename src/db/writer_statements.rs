@@ -20,7 +20,8 @@
 use std::cell::Cell;
 use std::ffi::{c_char, c_int, CStr};
 use std::ptr::{self, NonNull};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use anyhow::Context;
 use chrono::NaiveDateTime;
@@ -79,6 +80,9 @@ pub struct WriterConnection {
     // the connection (closing with statements left fails, and diesel panics on that).
     statements: LoginStatements,
     conn: DbConnection,
+    /// Where SQLite reports the WAL's length after each commit, once asked to
+    /// ([`Self::report_wal_length`]). Declared after `conn`: it outlives the hook.
+    wal_length: Option<Arc<AtomicI64>>,
 }
 
 impl WriterConnection {
@@ -95,7 +99,19 @@ impl WriterConnection {
                 logins: Default::default(),
             },
             conn,
+            wal_length: None,
         })
+    }
+
+    /// From now on, after every commit of this connection, stores the number of frames in
+    /// the WAL in `length` (through SQLite's WAL hook, the one `wal_autocheckpoint` uses, so
+    /// that setting takes this report's place).
+    pub fn report_wal_length(&mut self, length: Arc<AtomicI64>) {
+        let arg = Arc::as_ptr(&length).cast_mut().cast();
+        // SAFETY: `wal_committed` takes `arg` as the `AtomicI64` it points at, which
+        // `self.wal_length` keeps alive until after the connection has closed (field order).
+        unsafe { ffi::sqlite3_wal_hook(self.statements.db.as_ptr(), Some(wal_committed), arg) };
+        self.wal_length = Some(length);
     }
 
     /// The diesel connection, for everything else.
@@ -107,6 +123,19 @@ impl WriterConnection {
     pub fn split(&mut self) -> (&mut DbConnection, &mut LoginStatements) {
         (&mut self.conn, &mut self.statements)
     }
+}
+
+/// SQLite's WAL hook: a commit left `frames` frames in the WAL of `arg`'s connection.
+unsafe extern "C" fn wal_committed(
+    arg: *mut std::ffi::c_void,
+    _db: *mut ffi::sqlite3,
+    _database: *const c_char,
+    frames: c_int,
+) -> c_int {
+    // SAFETY: the argument `report_wal_length` registers, alive as long as the connection.
+    let length = unsafe { &*arg.cast::<AtomicI64>() };
+    length.store(i64::from(frames), Ordering::Relaxed);
+    ffi::SQLITE_OK
 }
 
 /// The statements of a login, prepared on first use. Only a [`WriterConnection`] makes
