@@ -43,6 +43,9 @@ static ACCESS_LINES: std::sync::OnceLock<LogBuffer> = std::sync::OnceLock::new()
 
 /// How long a log line may wait in the buffer.
 const FLUSH_EVERY: Duration = Duration::from_millis(50);
+/// A batch this large says lines come faster than the writer thread wakes: it lets the next
+/// ones gather (see [`write_out`]).
+const BUSY_BATCH_BYTES: usize = 4 * 1024;
 /// Buffered bytes past which the writer thread is woken early.
 const FLUSH_AT_BYTES: usize = 64 * 1024;
 /// Buffered bytes past which new lines are dropped (and counted) instead: the output is
@@ -67,9 +70,8 @@ struct Pending {
 /// A `MakeWriter` that appends log lines to memory, from where a thread of its own writes
 /// them out a batch at a time. Writing each line to stderr as it came cost a system call
 /// and a wake-up of the reading process per request: without it the `me` benchmark served
-/// about half as many requests again. A line after a quiet spell (a [`FLUSH_EVERY`] without
-/// any) is written at once; otherwise lines gather for up to [`FLUSH_EVERY`], and those are
-/// lost if the process is killed.
+/// about half as many requests again. A line after a quiet spell is written at once; under
+/// load, lines gather for up to [`FLUSH_EVERY`], and those are lost if the process is killed.
 #[derive(Clone)]
 pub struct LogBuffer {
     shared: Arc<Shared>,
@@ -104,25 +106,28 @@ impl LogBuffer {
     }
 }
 
-/// The writer thread. Lets lines gather for up to [`FLUSH_EVERY`] (or [`FLUSH_AT_BYTES`])
-/// and writes them in one go; once a whole [`FLUSH_EVERY`] has passed without a line (a
-/// quiet spell), sleeps until one comes and writes it at once. Once the guard is dropped,
-/// writes what is left and ends.
+/// The writer thread. Quiet: sleeps until a line comes and writes it at once. Busy (its
+/// last batch held [`BUSY_BATCH_BYTES`] or more, so lines came faster than it woke): lets
+/// lines gather for up to [`FLUSH_EVERY`] (or [`FLUSH_AT_BYTES`]) whether or not one has
+/// come yet, and writes them in one go. Once the guard is dropped, writes what is left and
+/// ends.
 ///
-/// It goes to sleep until the next line only after a quiet spell, not whenever it finds the
-/// buffer empty: under load the buffer is often empty just after a write, and each line
-/// after that woke the thread again: in the bench's new-users 600-750 writes and about 1,700
-/// context switches a second of this thread (one write for every 40-50 lines, each also
-/// waking whatever reads the log), in `me` 1,500 and 3,100; now 66 and 200, and 216 and
-/// 590. Those wake-ups took CPUs from the requests: `me`'s p99/p50 read 2.6-2.8 in six runs
-/// against 2.9-3.4.
+/// A busy writer does not go to sleep until the next line whenever it finds the buffer
+/// empty: under load it often is just after a write, and each line after that woke the
+/// thread again. In the bench's new-users that made 600-750 writes and about 1,700 context
+/// switches a second of this thread (one write for every 40-50 lines, each also waking
+/// whatever reads the log), in `me` 1,500 and 3,100; now about 66 and 200, and 216 and 590.
+/// Those wake-ups took CPUs from the requests: `me`'s p99/p50 read 2.6-2.8 in six runs
+/// against 2.9-3.4. A quiet writer still writes each line at once: the lines of a start
+/// (the address it listens on among them) are not held back.
 fn write_out<W: Write>(shared: &Shared, mut out: W) {
     let stopping = || shared.stopping.load(Ordering::Acquire);
     let mut batch = Vec::with_capacity(FLUSH_AT_BYTES);
+    let mut busy = false;
     loop {
         {
             let mut pending = shared.pending.lock().unwrap_or_else(|e| e.into_inner());
-            if !stopping() {
+            if busy && !stopping() {
                 pending = shared
                     .wake
                     .wait_timeout_while(pending, FLUSH_EVERY, |p| {
@@ -141,6 +146,7 @@ fn write_out<W: Write>(shared: &Shared, mut out: W) {
             }
             std::mem::swap(&mut pending.lines, &mut batch);
         }
+        busy = batch.len() >= BUSY_BATCH_BYTES;
         let dropped = shared.dropped.swap(0, Ordering::Relaxed);
         if dropped > 0 {
             let _ = writeln!(
@@ -506,25 +512,31 @@ mod tests {
     }
 
     #[test]
-    fn a_steady_trickle_of_lines_is_written_once_per_flush_period_not_line_by_line() {
+    fn a_steady_stream_of_lines_is_written_once_per_flush_period_not_line_by_line() {
         let out = Captured::default();
         let (buffer, guard) = LogBuffer::start(out.clone());
+        let line = [b'x'; 99].iter().chain(b"\n").copied().collect::<Vec<u8>>();
         let started = Instant::now();
-        let lines = 200;
-        for _ in 0..lines {
-            (&buffer).write_all(b"a line\n").unwrap();
+        // 50 lines a millisecond for 200 ms: the pace of the bench's access lines.
+        let bursts = 200;
+        for _ in 0..bursts {
+            for _ in 0..50 {
+                (&buffer).write_all(&line).unwrap();
+            }
             std::thread::sleep(Duration::from_millis(1));
         }
         let elapsed = started.elapsed();
         drop(guard);
-        assert_eq!(out.0.lock().unwrap().len(), lines * b"a line\n".len());
+        assert_eq!(out.0.lock().unwrap().len(), bursts * 50 * line.len());
         let writes = out.1.load(Ordering::Relaxed);
-        // One write for each period the lines took, one at the end, and slack for a slow
-        // machine; waking for each line after an empty buffer wrote about one line a write.
+        // One write for each period the lines took or each FLUSH_AT_BYTES they filled, the
+        // first few before the writer knows it is busy, one at the end, and slack for a slow
+        // machine; waking whenever the buffer was empty wrote about one burst a write.
         let periods = (elapsed.as_millis() / FLUSH_EVERY.as_millis()) as u64;
+        let fills = (bursts * 50 * line.len() / FLUSH_AT_BYTES) as u64;
         assert!(
-            writes <= periods + 3,
-            "{writes} writes for {lines} lines in {elapsed:?}"
+            writes <= periods + fills + 6,
+            "{writes} writes for {bursts} bursts in {elapsed:?}"
         );
     }
 
