@@ -770,7 +770,9 @@ fn seed(db: &Path, users: u64, logins_per_user: u64) -> Duration {
          COMMIT;
          -- What the login writer's batches would have built as these users arrived.
          INSERT INTO users_nickname_fts (users_nickname_fts) VALUES ('rebuild');
-         UPDATE users_nickname_fts_progress SET indexed_through = (SELECT MAX(id) FROM users);"
+         UPDATE users_nickname_fts_progress SET indexed_through = (SELECT MAX(id) FROM users);
+         INSERT INTO user_openids (openid, user_id) SELECT openid, id FROM users ORDER BY openid;
+         UPDATE user_openids_progress SET indexed_through = (SELECT MAX(id) FROM users);"
     ))
     .expect("seeding");
     // The short-term index, as a server catching up after the upgrade that added it would.

@@ -113,10 +113,23 @@ fn ordered<'a>(q: BoxedUsers<'a>, sort: UserSort) -> BoxedUsers<'a> {
     }
 }
 
-/// Users whose openid or unionid is `term`.
+/// Users whose openid or unionid is `term`: by openid through the openid lookup, or among
+/// the newest users, which may not be in it yet (see `openid_index`).
 fn exact_id_matches(conn: &mut DbConnection, term: &str) -> QueryResult<Vec<i64>> {
+    use super::schema::{user_openids, user_openids_progress};
+    let looked_up = user_openids::table
+        .filter(user_openids::openid.eq(term))
+        .select(user_openids::user_id);
+    let through = user_openids_progress::table
+        .select(user_openids_progress::indexed_through)
+        .single_value();
     users::table
-        .filter(users::openid.eq(term).or(users::unionid.eq(term)))
+        .filter(
+            users::id
+                .eq_any(looked_up)
+                .or(users::id.nullable().gt(through).and(users::openid.eq(term)))
+                .or(users::unionid.eq(term)),
+        )
         .select(users::id)
         .load(conn)
 }

@@ -52,10 +52,19 @@ impl<'a> UserByOpenid<'a> {
 
 impl QueryFragment<DbBackend> for UserByOpenid<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DbBackend>) -> QueryResult<()> {
+        // The user in the openid lookup, or among the newest users, which may not be there
+        // yet (see `openid_index`). UNION: a user can be in both while it is moved over.
         out.push_sql("SELECT ");
         // The columns in the order `User` reads them, from its own selection.
         self.columns.walk_ast(out.reborrow())?;
-        out.push_sql(" FROM users WHERE openid = ");
+        out.push_sql(" FROM users WHERE id = (SELECT user_id FROM user_openids WHERE openid = ");
+        out.push_bind_param::<Text, _>(&self.openid)?;
+        out.push_sql(") UNION SELECT ");
+        self.columns.walk_ast(out.reborrow())?;
+        out.push_sql(
+            " FROM users WHERE id > (SELECT indexed_through FROM user_openids_progress) \
+             AND openid = ",
+        );
         out.push_bind_param::<Text, _>(&self.openid)?;
         Ok(())
     }
@@ -66,11 +75,26 @@ impl QueryFragment<DbBackend> for UserByOpenid<'_> {
 }
 
 impl UserByOpenid<'_> {
-    /// The statement's text for the login writer's prepared copy, the columns in the order
-    /// `User` reads them (a test reads a user both ways).
+    /// The login writer's prepared lookup, the columns in the order `User` reads them (a
+    /// test reads a user both ways): the user in the openid lookup (`?1` the openid), or
+    /// among the users above `?2`, which the writer has not seen (see `openid_index`; the
+    /// ones it has seen it finds in memory).
     pub const SQL: &'static str = "SELECT id, openid, unionid, session_key, nickname, \
         avatar_url, disabled_at, disabled_reason, login_count, created_at, updated_at, \
-        last_login_at, last_login_id FROM users WHERE openid = ?";
+        last_login_at, last_login_id FROM users \
+        WHERE id = (SELECT user_id FROM user_openids WHERE openid = ?1) \
+        UNION ALL SELECT id, openid, unionid, session_key, nickname, \
+        avatar_url, disabled_at, disabled_reason, login_count, created_at, updated_at, \
+        last_login_at, last_login_id FROM users WHERE id > ?2 AND openid = ?1";
+
+    /// Adds a user to the openid lookup unless its openid is there (see `openid_index`).
+    pub const ADD_TO_LOOKUP_SQL: &'static str = "INSERT INTO user_openids (openid, user_id) \
+        VALUES (?, ?) ON CONFLICT (openid) DO NOTHING";
+
+    /// The login writer's prepared read of a user it knows the id of.
+    pub const BY_ID_SQL: &'static str = "SELECT id, openid, unionid, session_key, nickname, \
+        avatar_url, disabled_at, disabled_reason, login_count, created_at, updated_at, \
+        last_login_at, last_login_id FROM users WHERE id = ?";
 }
 
 impl Query for UserByOpenid<'_> {

@@ -5,6 +5,7 @@ mod console;
 mod login_statements;
 pub mod models;
 mod nickname_index;
+mod openid_index;
 mod page_cache;
 mod quick_reads;
 pub mod schema;
@@ -389,6 +390,74 @@ mod tests {
         .get_result(&mut conn)
         .unwrap();
         assert_eq!(indexes, 0, "logins are no longer indexed by user");
+    }
+
+    #[test]
+    fn upgrading_moves_every_openid_into_the_lookup_keeping_users_logins_and_uniqueness() {
+        use diesel::QueryDsl;
+        let dir = tempfile::tempdir().unwrap();
+        let url = dir.path().join("openids.db");
+        let url = url.to_str().unwrap();
+        let mut conn = DbConnection::establish(url).unwrap();
+        migrate_to_just_before(&mut conn, "2026-12-03-000011");
+        conn.batch_execute(
+            "INSERT INTO users (id, openid, session_key, nickname, login_count, created_at,
+                                updated_at, last_login_at, last_login_id)
+             VALUES (4, 'oFour', 'k', 'Koala', 1, '2026-01-01 00:00:00', '2026-01-01 00:00:00', '2026-01-01 00:00:00', 20),
+                    (9, 'oNine', 'k', NULL, 0, '2026-01-02 00:00:00', '2026-01-02 00:00:00', '2026-01-02 00:00:00', NULL);
+             INSERT INTO logins (id, user_id, logged_in_at) VALUES (20, 4, '2026-01-01 00:00:00');",
+        )
+        .unwrap();
+        drop(conn);
+
+        let pool = connect(url).unwrap();
+        let mut conn = pool.get().unwrap();
+        let stored = models::User::find(&mut conn, 4).unwrap().unwrap();
+        assert_eq!(
+            (
+                stored.openid.as_str(),
+                stored.nickname.as_deref(),
+                stored.last_login_id
+            ),
+            ("oFour", Some("Koala"), Some(20))
+        );
+        assert_eq!(
+            models::User::find_by_openid(&mut conn, "oNine")
+                .unwrap()
+                .unwrap()
+                .id,
+            9
+        );
+        let lookup: Vec<(String, i64)> = schema::user_openids::table
+            .select((schema::user_openids::openid, schema::user_openids::user_id))
+            .load(&mut conn)
+            .unwrap();
+        assert_eq!(lookup, [("oFour".to_owned(), 4), ("oNine".to_owned(), 9)]);
+        let through: i64 = schema::user_openids_progress::table
+            .select(schema::user_openids_progress::indexed_through)
+            .get_result(&mut conn)
+            .unwrap();
+        assert_eq!(through, 9);
+        let broken: Vec<i64> = diesel::sql_query("PRAGMA foreign_key_check")
+            .load::<ForeignKeyProblem>(&mut conn)
+            .unwrap()
+            .into_iter()
+            .map(|p| p.rowid)
+            .collect();
+        assert!(
+            broken.is_empty(),
+            "logins refer to users that are gone: {broken:?}"
+        );
+        // The lookup's key refuses a second user with a stored openid.
+        let refused =
+            conn.batch_execute("INSERT INTO user_openids (openid, user_id) VALUES ('oNine', 10)");
+        assert!(refused.is_err());
+    }
+
+    #[derive(diesel::QueryableByName)]
+    struct ForeignKeyProblem {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        rowid: i64,
     }
 
     #[test]

@@ -86,10 +86,27 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// The lookup by openid, filled in batches (migration 000011, `db::openid_index`).
+    user_openids (openid) {
+        openid -> Text,
+        user_id -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// Users up to `indexed_through` are all in `user_openids`.
+    user_openids_progress (id) {
+        id -> BigInt,
+        indexed_through -> BigInt,
+    }
+}
+
 diesel::joinable!(login_tokens -> users (user_id));
 diesel::joinable!(audit_log -> users (user_id));
 diesel::joinable!(audit_log -> admins (admin_id));
 diesel::joinable!(logins -> users (user_id));
+diesel::joinable!(user_openids -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     users,
@@ -99,4 +116,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     admin_sessions,
     admin_sign_in_failures,
     audit_log,
+    user_openids,
+    user_openids_progress,
 );

@@ -146,6 +146,11 @@ impl<'a> LoginBatch<'a> {
         })
     }
 
+    /// The highest user id in the database when the batch began.
+    pub fn newest_user(&self) -> i64 {
+        self.ids.user - 1
+    }
+
     /// Records `attempt`: reads its user and updates it when it exists, leaves the user
     /// (when new) and the login for [`Self::finish`]. On error the caller must roll back.
     /// With `prepared` (the login writer's), its statements read and update the user.
@@ -306,12 +311,7 @@ impl User {
 
     /// The user with this openid.
     pub fn find_by_openid(conn: &mut DbConnection, openid: &str) -> QueryResult<Option<User>> {
-        super::unique(
-            users::table
-                .filter(users::openid.eq(openid))
-                .select(User::as_select())
-                .load(conn),
-        )
+        super::unique(UserByOpenid::new(openid).load(conn))
     }
 
     /// Creates or updates the user behind `attempt`, issues its token and records the

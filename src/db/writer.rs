@@ -60,7 +60,8 @@ thread_local! {
 enum Job {
     /// A login to record, and where its outcome goes.
     Login(LoginAttempt, Reply),
-    /// Index the nicknames of users created since the last time (from the upkeep thread).
+    /// Index the nicknames of users created since the last time, and move a slice of new
+    /// users into the openid lookup (from the upkeep thread).
     IndexNicknames,
 }
 
@@ -111,8 +112,8 @@ fn pairs_this_round(logins_since_indexing: usize, backlog: Backlog) -> i64 {
 struct Signals {
     /// The WAL has grown long: the writer should let it start over.
     wal_long: AtomicBool,
-    /// Users exist whose nicknames are not indexed yet.
-    nicknames_waiting: AtomicBool,
+    /// Users exist whose nicknames are not indexed yet, or who are not in the openid lookup.
+    indexing_waiting: AtomicBool,
     /// Frames in the WAL after the writer's last commit (SQLite's WAL hook).
     wal_frames: Arc<AtomicI64>,
 }
@@ -153,9 +154,13 @@ impl LoginWriter {
         let checkpointer = Checkpointer::establish(database_url)?;
         let backlog = nickname_index::backlog(writer_conn.conn())
             .context("reading how far the nickname indexes have got")?;
-        signals
-            .nicknames_waiting
-            .store(backlog.any(), Ordering::Relaxed);
+        writer_conn
+            .load_pending_openids()
+            .context("reading which users the openid lookup lacks")?;
+        signals.indexing_waiting.store(
+            backlog.any() || writer_conn.split().1.openids.any(),
+            Ordering::Relaxed,
+        );
         let (queue, jobs) = tokio::sync::mpsc::channel(QUEUE);
         let (stop, stopped) = std::sync::mpsc::channel();
         let writer_signals = signals.clone();
@@ -257,6 +262,13 @@ fn run(
     pumps: &Pumps,
     mut backlog: Backlog,
 ) {
+    {
+        let (db, statements) = conn.split();
+        if let Err(e) = statements.openids.build_filter(db) {
+            // Every lookup then reads the table, as before the filter.
+            tracing::warn!(error = %e, "reading the stored openids failed");
+        }
+    }
     // Logins since the nickname indexes last had their turn, and whether they made users.
     let (mut logins_since_indexing, mut created_since_indexing) = (0, false);
     while let Some(first) = jobs.blocking_recv() {
@@ -303,9 +315,16 @@ fn run(
         logins_since_indexing += logins.len();
         created_since_indexing |= created_users;
         if created_users {
-            signals.nicknames_waiting.store(true, Ordering::Relaxed);
+            signals.indexing_waiting.store(true, Ordering::Relaxed);
         }
         if index_nicknames {
+            // Like the nicknames, after the batch's replies; a failure is retried next round,
+            // and lookups read the users it left out meanwhile.
+            let (db, statements) = conn.split();
+            if let Err(e) = statements.move_some_openids(db, logins_since_indexing == 0) {
+                tracing::warn!(error = %e, "adding new users to the openid lookup failed");
+            }
+            let openids_waiting = statements.openids.any();
             let pairs = pairs_this_round(logins_since_indexing, backlog);
             // Nothing to do for the trigram index, and the pairs index waits: no transaction.
             if pairs > 0 || backlog.trigrams > 0 || created_since_indexing {
@@ -314,13 +333,17 @@ fn run(
                     Ok(left) => {
                         backlog = left;
                         signals
-                            .nicknames_waiting
-                            .store(left.any(), Ordering::Relaxed);
+                            .indexing_waiting
+                            .store(left.any() || openids_waiting, Ordering::Relaxed);
                     }
                     // Searches still find those users, by reading them; the next round
                     // retries.
                     Err(e) => tracing::warn!(error = %e, "indexing new nicknames failed"),
                 }
+            } else {
+                signals
+                    .indexing_waiting
+                    .store(backlog.any() || openids_waiting, Ordering::Relaxed);
             }
             (logins_since_indexing, created_since_indexing) = (0, false);
         }
@@ -357,7 +380,7 @@ fn record_batch(
     if logins.is_empty() {
         return Vec::new();
     }
-    match commit_together(conn, logins) {
+    let results: Vec<_> = match commit_together(conn, logins) {
         Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
         // Rare (a full disk, say): one login's failure rolled the batch back.
         Err(e) => {
@@ -367,7 +390,18 @@ fn record_batch(
                 .map(|login| User::record_login(conn.conn(), login).map_err(|e| e.to_string()))
                 .collect()
         }
+    };
+    // Committed: the writer finds these users in memory until they are in the openid lookup.
+    let openids = &mut conn.split().1.openids;
+    for result in &results {
+        if let Ok(LoginOutcome::LoggedIn {
+            user, is_new: true, ..
+        }) = result
+        {
+            openids.created(&user.openid, user.id);
+        }
     }
+    results
 }
 
 /// WAL frames (pages) past which the writer is asked to let the WAL start over: 256 MiB.
@@ -496,16 +530,16 @@ fn upkeep(
         if last {
             return;
         }
-        if !signals.nicknames_waiting.load(Ordering::Relaxed) {
+        if !signals.indexing_waiting.load(Ordering::Relaxed) {
             // Renames reach the index through a table the triggers fill, whoever made them
             // (a login, the profile API, a tool): looking costs a page read a round.
             match nickname_index::renames_waiting(checkpointer.conn()) {
-                Ok(true) => signals.nicknames_waiting.store(true, Ordering::Relaxed),
+                Ok(true) => signals.indexing_waiting.store(true, Ordering::Relaxed),
                 Ok(false) => {}
                 Err(e) => tracing::warn!(error = %e, "reading the renamed users failed"),
             }
         }
-        if signals.nicknames_waiting.load(Ordering::Relaxed) {
+        if signals.indexing_waiting.load(Ordering::Relaxed) {
             // A full queue means the writer is busy with logins; the next round asks again.
             let _ = writer.try_send(Job::IndexNicknames);
         }
@@ -637,15 +671,31 @@ fn commit_together(
     let (conn, prepared) = conn.split();
     Transaction::BeginImmediate.execute(conn)?;
     let outcomes = LoginBatch::begin(conn).and_then(|mut batch| {
+        prepared.openids.catch_up(conn, batch.newest_user())?;
         let outcomes = logins
             .iter()
             .map(|login| batch.record(conn, Some(&mut *prepared), login))
             .collect::<QueryResult<Vec<_>>>()?;
         batch.finish(conn, Some(prepared))?;
-        Ok(outcomes)
+        // A slice of earlier new users into the openid lookup, in this commit rather than one
+        // of its own (a round's larger slices stalled the logins behind them).
+        let created = outcomes
+            .iter()
+            .filter(|o| matches!(o, LoginOutcome::LoggedIn { is_new: true, .. }))
+            .count();
+        let slice = prepared.openids.slice_for_batch(created);
+        if let Some(slice) = &slice {
+            prepared.write_openid_slice(conn, slice)?;
+        }
+        Ok((outcomes, slice))
     });
     match outcomes.and_then(|outcomes| Transaction::Commit.execute(conn).map(|_| outcomes)) {
-        Ok(outcomes) => Ok(outcomes),
+        Ok((outcomes, slice)) => {
+            if let Some(slice) = slice {
+                prepared.openids.moved(slice);
+            }
+            Ok(outcomes)
+        }
         Err(e) => {
             // A failed COMMIT can leave the transaction open too. A failed INSERT OR
             // ROLLBACK (see `InsertUsers`) has ended it already.
@@ -1210,5 +1260,190 @@ mod tests {
             all,
             "quiet and far behind: a full batch"
         );
+    }
+
+    /// The writer's connection as [`LoginWriter::start`] readies it: pending openids read,
+    /// the filter of stored ones built.
+    fn started_writer(dir: &tempfile::TempDir, pool: &crate::db::DbPool) -> WriterConnection {
+        let mut writer = writer_connection(dir);
+        writer.load_pending_openids().unwrap();
+        writer
+            .split()
+            .1
+            .openids
+            .build_filter(&mut pool.get().unwrap())
+            .unwrap();
+        writer
+    }
+
+    /// The openids in the openid lookup, in its order.
+    fn looked_up(conn: &mut DbConnection) -> Vec<(String, i64)> {
+        use crate::db::schema::user_openids::dsl::*;
+        user_openids.select((openid, user_id)).load(conn).unwrap()
+    }
+
+    fn new_user_ids(results: Vec<Result<LoginOutcome, String>>) -> Vec<(i64, bool)> {
+        results
+            .into_iter()
+            .map(|r| match r.unwrap() {
+                LoginOutcome::LoggedIn { user, is_new, .. } => (user.id, is_new),
+                LoginOutcome::Disabled => panic!("nobody is disabled"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn past_the_pending_they_keep_login_batches_move_new_users_into_the_lookup_lowest_openids_first(
+    ) {
+        let (dir, pool) = fresh_database();
+        let mut writer = started_writer(&dir, &pool);
+        writer.split().1.openids.keep_at_most(1000);
+        let openids: Vec<String> = (0..1500)
+            .map(|n| format!("o{:04}", (n * 7919) % 10_000))
+            .collect();
+        let attempts: Vec<_> = openids.iter().map(|o| login(o, "h")).collect();
+        let created = new_user_ids(record_batch(&mut writer, &attempts));
+        assert!(created.iter().all(|&(_, new)| new));
+        let reader = &mut pool.get().unwrap();
+        assert!(
+            looked_up(reader).is_empty(),
+            "none pending before this batch"
+        );
+        // 500 past the 1000 kept: the batch's one new user, 500 / 64 and one more.
+        let more: Vec<_> = (0..3).map(|n| login(&format!("oMore{n}"), "h")).collect();
+        record_batch(&mut writer, &more[..1]);
+        let first = looked_up(reader);
+        let mut sorted = openids.clone();
+        sorted.sort();
+        let firsts: Vec<&str> = first.iter().map(|(o, _)| o.as_str()).collect();
+        assert_eq!(firsts, sorted[..9], "the lowest openids first");
+        record_batch(&mut writer, &more[1..]);
+        let firsts: Vec<String> = looked_up(reader).into_iter().map(|(o, _)| o).collect();
+        assert_eq!(firsts, sorted[..19], "the sweep goes on where it stopped");
+        // Moved over or not: found by the writer and by everyone else, the same user.
+        for (openid, (id, _)) in openids.iter().zip(&created).step_by(97) {
+            let again = new_user_ids(record_batch(&mut writer, &[login(openid, "h2")]));
+            assert_eq!(again, [(*id, false)], "{openid} logging in again");
+            let found = User::find_by_openid(reader, openid).unwrap().unwrap();
+            assert_eq!(found.id, *id);
+        }
+        let through = || -> i64 {
+            use crate::db::schema::user_openids_progress::dsl::*;
+            user_openids_progress
+                .select(indexed_through)
+                .get_result(&mut pool.get().unwrap())
+                .unwrap()
+        };
+        assert_eq!(through(), 0, "the sweep has not ended");
+        let before = looked_up(reader).len();
+        let (db, statements) = writer.split();
+        statements.move_some_openids(db, false).unwrap();
+        assert_eq!(
+            looked_up(reader).len(),
+            before,
+            "a busy round leaves them to the batches"
+        );
+        statements.move_some_openids(db, true).unwrap();
+        assert!(!statements.openids.any(), "a quiet round moves them all");
+        assert_eq!(through(), 1503);
+        let mut all = looked_up(reader);
+        all.sort_by_key(|&(_, id)| id);
+        let mut expected: Vec<(String, i64)> = openids
+            .iter()
+            .zip(&created)
+            .map(|(o, &(id, _))| (o.clone(), id))
+            .collect();
+        expected.extend((0..3).map(|n| (format!("oMore{n}"), 1501 + n)));
+        assert_eq!(all, expected);
+        assert_eq!(users(reader).len(), 1503, "no user twice");
+    }
+
+    #[test]
+    fn a_quiet_round_moves_every_pending_openid_over_at_once() {
+        let (dir, pool) = fresh_database();
+        let mut writer = writer_connection(&dir);
+        writer.load_pending_openids().unwrap();
+        let attempts: Vec<_> = (0..2000).map(|n| login(&format!("oQ{n}"), "h")).collect();
+        record_batch(&mut writer, &attempts);
+        let (db, statements) = writer.split();
+        statements.move_some_openids(db, true).unwrap();
+        assert!(!statements.openids.any());
+        assert_eq!(looked_up(&mut pool.get().unwrap()).len(), 2000);
+    }
+
+    #[test]
+    fn after_a_restart_mid_sweep_the_users_not_moved_over_are_found_and_not_created_again() {
+        let (dir, pool) = fresh_database();
+        let mut writer = writer_connection(&dir);
+        writer.load_pending_openids().unwrap();
+        let openids: Vec<String> = (0..1200).map(|n| format!("oR{n}")).collect();
+        let attempts: Vec<_> = openids.iter().map(|o| login(o, "h")).collect();
+        let created = new_user_ids(record_batch(&mut writer, &attempts));
+        // Some moved over by the next batch, the rest not.
+        writer.split().1.openids.keep_at_most(600);
+        record_batch(&mut writer, &[login(&openids[0], "h1")]);
+        assert_eq!(
+            looked_up(&mut pool.get().unwrap()).len(),
+            10,
+            "600 / 64 and one more"
+        );
+        drop(writer);
+
+        let mut writer = started_writer(&dir, &pool);
+        let attempts: Vec<_> = openids.iter().map(|o| login(o, "h2")).collect();
+        let again = new_user_ids(record_batch(&mut writer, &attempts));
+        let expected: Vec<(i64, bool)> = created.iter().map(|&(id, _)| (id, false)).collect();
+        assert_eq!(again, expected);
+        let (db, statements) = writer.split();
+        statements.move_some_openids(db, true).unwrap();
+        assert_eq!(looked_up(&mut pool.get().unwrap()).len(), 1200);
+        assert_eq!(users(&mut pool.get().unwrap()).len(), 1200);
+    }
+
+    #[test]
+    fn a_user_stored_by_someone_else_is_found_by_the_writer_whose_filter_never_saw_it() {
+        let (dir, pool) = fresh_database();
+        let mut writer = started_writer(&dir, &pool);
+        record_batch(&mut writer, &[login("oMine", "h")]);
+        pool.get()
+            .unwrap()
+            .batch_execute(
+                "INSERT INTO users (id, openid, session_key, created_at, updated_at, last_login_at)
+                 VALUES (7, 'oImported', 'k', '2026-01-01 00:00:00', '2026-01-01 00:00:00',
+                         '2026-01-01 00:00:00')",
+            )
+            .unwrap();
+        let outcome = new_user_ids(record_batch(&mut writer, &[login("oImported", "h2")]));
+        assert_eq!(outcome, [(7, false)]);
+        let (db, statements) = writer.split();
+        statements.move_some_openids(db, true).unwrap();
+        let mut lookup = looked_up(&mut pool.get().unwrap());
+        lookup.sort();
+        assert_eq!(
+            lookup,
+            [("oImported".to_owned(), 7), ("oMine".to_owned(), 1)]
+        );
+    }
+
+    #[test]
+    fn a_large_import_goes_into_the_openid_lookup_at_start_instead_of_into_memory() {
+        let (_dir, pool) = fresh_database();
+        pool.get()
+            .unwrap()
+            .batch_execute(
+                "WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < 300)
+                 INSERT INTO users (id, openid, session_key, created_at, updated_at, last_login_at)
+                 SELECT n, 'oBulk' || n, 'k', '2026-01-01 00:00:00', '2026-01-01 00:00:00',
+                        '2026-01-01 00:00:00' FROM seq;",
+            )
+            .unwrap();
+        let conn = &mut pool.get().unwrap();
+        let held =
+            crate::db::openid_index::PendingOpenids::load_holding_at_most(conn, 100).unwrap();
+        assert!(!held.any(), "all moved over in SQL");
+        assert_eq!(looked_up(conn).len(), 300);
+        let small =
+            crate::db::openid_index::PendingOpenids::load_holding_at_most(conn, 100).unwrap();
+        assert!(!small.any());
     }
 }

@@ -33,6 +33,7 @@ use super::login_statements::{
     InsertLogin, InsertUser, ReturningLoginUpdate, UserByOpenid, MOST_ROWS_AT_ONCE,
 };
 use super::models::User;
+use super::openid_index::{PendingOpenids, Slice};
 use super::time;
 use super::DbConnection;
 
@@ -94,6 +95,9 @@ impl WriterConnection {
             statements: LoginStatements {
                 db,
                 user_by_openid: None,
+                user_by_id: None,
+                add_to_lookup: None,
+                openids: PendingOpenids::default(),
                 returning_update: None,
                 users: Default::default(),
                 logins: Default::default(),
@@ -112,6 +116,12 @@ impl WriterConnection {
         // `self.wal_length` keeps alive until after the connection has closed (field order).
         unsafe { ffi::sqlite3_wal_hook(self.statements.db.as_ptr(), Some(wal_committed), arg) };
         self.wal_length = Some(length);
+    }
+
+    /// Reads which users the openid lookup still lacks (see [`PendingOpenids::load`]).
+    pub fn load_pending_openids(&mut self) -> QueryResult<()> {
+        self.statements.openids = PendingOpenids::load(&mut self.conn)?;
+        Ok(())
     }
 
     /// The diesel connection, for everything else.
@@ -143,11 +153,31 @@ unsafe extern "C" fn wal_committed(
 pub struct LoginStatements {
     db: NonNull<ffi::sqlite3>,
     user_by_openid: Option<Statement>,
+    user_by_id: Option<Statement>,
+    add_to_lookup: Option<Statement>,
+    /// The users this writer created that may not be in the openid lookup yet.
+    pub(super) openids: PendingOpenids,
     returning_update: Option<Statement>,
     /// Inserts of 1, 2, 4 … [`MOST_ROWS_AT_ONCE`] users, by the power of two.
     users: [Option<Statement>; ROW_STATEMENTS],
     /// The same for logins.
     logins: [Option<Statement>; ROW_STATEMENTS],
+}
+
+/// Adds `openid` (user `id`) to the openid lookup unless it is there; says whether it did.
+fn add_to_lookup(
+    db: NonNull<ffi::sqlite3>,
+    slot: &mut Option<Statement>,
+    openid: &str,
+    id: i64,
+) -> QueryResult<bool> {
+    let statement = Statement::prepared(slot, db, || UserByOpenid::ADD_TO_LOOKUP_SQL.into())?;
+    let mut binder = Binder::new(statement);
+    binder.text(openid)?;
+    binder.int(id)?;
+    statement.run(db)?;
+    // SAFETY: the connection is open; this reads the count the insert just left.
+    Ok(unsafe { ffi::sqlite3_changes(db.as_ptr()) } > 0)
 }
 
 /// What looking a user up found.
@@ -174,10 +204,41 @@ impl LoginStatements {
     /// The user whose openid is `openid`.
     pub fn user_by_openid(&mut self, openid: &str) -> QueryResult<Lookup> {
         let db = self.db;
+        // Most new users stop here: the filter knows every openid the two places below hold.
+        if !self.openids.may_exist(openid) {
+            return Ok(Lookup::Missing);
+        }
+        if let Some(id) = self.openids.get(openid) {
+            let statement =
+                Statement::prepared(&mut self.user_by_id, db, || UserByOpenid::BY_ID_SQL.into())?;
+            Binder::new(statement).int(id)?;
+            return statement.query_user(db);
+        }
         let statement =
             Statement::prepared(&mut self.user_by_openid, db, || UserByOpenid::SQL.into())?;
-        Binder::new(statement).text(openid)?;
+        let mut binder = Binder::new(statement);
+        binder.text(openid)?;
+        binder.int(self.openids.seen_through())?;
         statement.query_user(db)
+    }
+
+    /// Moves new users into the openid lookup in a round of the writer's own (see
+    /// [`PendingOpenids::move_some`]), through a prepared insert.
+    pub fn move_some_openids(&mut self, conn: &mut DbConnection, quiet: bool) -> QueryResult<()> {
+        let (db, slot) = (self.db, &mut self.add_to_lookup);
+        self.openids.move_some(conn, quiet, |openid, id| {
+            add_to_lookup(db, slot, openid, id)
+        })
+    }
+
+    /// Writes `slice` inside the transaction under way (a login batch's).
+    pub fn write_openid_slice(
+        &mut self,
+        conn: &mut DbConnection,
+        slice: &Slice,
+    ) -> QueryResult<()> {
+        let (db, slot) = (self.db, &mut self.add_to_lookup);
+        slice.write(conn, |openid, id| add_to_lookup(db, slot, openid, id))
     }
 
     /// Stores a returning login's changes to its user.
@@ -653,16 +714,12 @@ mod tests {
         let (_, inserts) = writer.split();
         let taken = new_user(1, "oTaken", None);
         inserts.insert_users(&[InsertUser::new(&taken)]).unwrap();
-        // Several rows at once, one of them an openid already stored.
-        let again = [new_user(2, "oFresh", None), new_user(3, "oTaken", None)];
+        // Several rows at once, one of them an id already stored.
+        let again = [new_user(2, "oFresh", None), new_user(1, "oOther", None)];
         let rows: Vec<_> = again.iter().map(InsertUser::new).collect();
         match inserts.insert_users(&rows) {
             Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info)) => {
-                assert!(
-                    info.message().contains("users.openid"),
-                    "{}",
-                    info.message()
-                )
+                assert!(info.message().contains("users.id"), "{}", info.message())
             }
             other => panic!("expected a unique violation, got {other:?}"),
         }
