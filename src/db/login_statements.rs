@@ -34,6 +34,15 @@ macro_rules! fixed_statement {
 
 type UserColumns = diesel::helper_types::AsSelect<User, DbBackend>;
 
+/// `SELECT` of a user's columns in the order `User` reads them, for the writer's statements.
+macro_rules! select_user_from_users {
+    () => {
+        "SELECT id, openid, unionid, session_key, nickname, avatar_url, disabled_at, \
+         disabled_reason, login_count, created_at, updated_at, last_login_at, last_login_id \
+         FROM users"
+    };
+}
+
 /// `SELECT` the user with an openid.
 pub struct UserByOpenid<'a> {
     openid: &'a str,
@@ -79,22 +88,19 @@ impl UserByOpenid<'_> {
     /// test reads a user both ways): the user in the openid lookup (`?1` the openid), or
     /// among the users above `?2`, which the writer has not seen (see `openid_index`; the
     /// ones it has seen it finds in memory).
-    pub const SQL: &'static str = "SELECT id, openid, unionid, session_key, nickname, \
-        avatar_url, disabled_at, disabled_reason, login_count, created_at, updated_at, \
-        last_login_at, last_login_id FROM users \
-        WHERE id = (SELECT user_id FROM user_openids WHERE openid = ?1) \
-        UNION ALL SELECT id, openid, unionid, session_key, nickname, \
-        avatar_url, disabled_at, disabled_reason, login_count, created_at, updated_at, \
-        last_login_at, last_login_id FROM users WHERE id > ?2 AND openid = ?1";
+    pub const SQL: &'static str = concat!(
+        select_user_from_users!(),
+        " WHERE id = (SELECT user_id FROM user_openids WHERE openid = ?1) UNION ALL ",
+        select_user_from_users!(),
+        " WHERE id > ?2 AND openid = ?1"
+    );
 
     /// Adds a user to the openid lookup unless its openid is there (see `openid_index`).
     pub const ADD_TO_LOOKUP_SQL: &'static str = "INSERT INTO user_openids (openid, user_id) \
         VALUES (?, ?) ON CONFLICT (openid) DO NOTHING";
 
     /// The login writer's prepared read of a user it knows the id of.
-    pub const BY_ID_SQL: &'static str = "SELECT id, openid, unionid, session_key, nickname, \
-        avatar_url, disabled_at, disabled_reason, login_count, created_at, updated_at, \
-        last_login_at, last_login_id FROM users WHERE id = ?";
+    pub const BY_ID_SQL: &'static str = concat!(select_user_from_users!(), " WHERE id = ?");
 }
 
 impl Query for UserByOpenid<'_> {

@@ -148,7 +148,7 @@ pub struct PendingOpenids {
 #[derive(Debug)]
 struct Sweep {
     /// The last openid this sweep moved over: the next slice starts after it.
-    after: Option<String>,
+    after: String,
     /// `seen_through` when the sweep began: all of those users are moved over at its end.
     upto: i64,
 }
@@ -341,7 +341,7 @@ impl PendingOpenids {
     }
 
     /// The slice a login batch that created `created` users moves over in its own
-    /// transaction, if any: none while at most [`KEPT_PENDING`] openids are pending, so that
+    /// commit, if any: none while at most [`KEPT_PENDING`] openids are pending, so that
     /// the slices stay dense; as many as the batch created, and a little more, beyond.
     pub fn slice_for_batch(&self, created: usize) -> Option<Slice> {
         let pending = self.by_openid.len();
@@ -370,13 +370,9 @@ impl PendingOpenids {
         if !self.any() {
             return None;
         }
-        let (after, upto) = match &self.sweep {
-            Some(sweep) => (sweep.after.as_deref(), sweep.upto),
-            None => (None, self.seen_through),
-        };
-        let start = match after {
-            Some(after) => Bound::Excluded(after),
-            None => Bound::Unbounded,
+        let (start, upto) = match &self.sweep {
+            Some(sweep) => (Bound::Excluded(sweep.after.as_str()), sweep.upto),
+            None => (Bound::Unbounded, self.seen_through),
         };
         let mut entries: Vec<(String, i64)> = self
             .by_openid
@@ -403,7 +399,7 @@ impl PendingOpenids {
             self.sweep = None;
         } else if let Some((last, _)) = slice.entries.into_iter().last() {
             self.sweep = Some(Sweep {
-                after: Some(last),
+                after: last,
                 upto: slice.upto,
             });
         }

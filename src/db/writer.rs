@@ -192,8 +192,8 @@ impl LoginWriter {
     /// For a server that has stopped serving: moves the pending new users into the openid
     /// lookup, then stops the upkeep thread after a last checkpoint that copies the whole WAL
     /// into the database and empties it, and waits for both. It blocks: call it from outside
-    /// async code (`spawn_blocking`). A WAL left behind is read back at the next start, whose upkeep thread copies it
-    /// all again while that server serves (SQLite removes the WAL itself only when the
+    /// async code (`spawn_blocking`). A WAL left behind is read back at the next start, whose
+    /// upkeep thread copies it all again while that server serves (SQLite removes the WAL itself only when the
     /// process's last connection closes, and a stopping process does not wait for every
     /// pooled one). Logins still work afterwards; nobody checkpoints them until the next start.
     pub fn close(&self) {
@@ -329,28 +329,26 @@ fn run(
             }
         }
         answer_through_pumps(pumps, by_pump);
-        if !flushed.is_empty() {
+        logins_since_indexing += logins.len();
+        created_since_indexing |= created_users;
+        if created_users {
+            signals.indexing_waiting.store(true, Ordering::Relaxed);
+        }
+        if index_nicknames || !flushed.is_empty() {
+            // Like the nicknames, after the batch's replies; a failure is retried next round,
+            // and lookups read the users it left out meanwhile. A stop or a quiet round moves
+            // them all.
+            let quiet = !flushed.is_empty() || logins_since_indexing == 0;
             let (db, statements) = conn.split();
-            if let Err(e) = statements.move_some_openids(db, true) {
+            if let Err(e) = statements.move_some_openids(db, quiet) {
                 tracing::warn!(error = %e, "adding new users to the openid lookup failed");
             }
             for done in flushed {
                 let _ = done.send(());
             }
         }
-        logins_since_indexing += logins.len();
-        created_since_indexing |= created_users;
-        if created_users {
-            signals.indexing_waiting.store(true, Ordering::Relaxed);
-        }
         if index_nicknames {
-            // Like the nicknames, after the batch's replies; a failure is retried next round,
-            // and lookups read the users it left out meanwhile.
-            let (db, statements) = conn.split();
-            if let Err(e) = statements.move_some_openids(db, logins_since_indexing == 0) {
-                tracing::warn!(error = %e, "adding new users to the openid lookup failed");
-            }
-            let openids_waiting = statements.openids.any();
+            let openids_waiting = conn.split().1.openids.any();
             let pairs = pairs_this_round(logins_since_indexing, backlog);
             // Nothing to do for the trigram index, and the pairs index waits: no transaction.
             if pairs > 0 || backlog.trigrams > 0 || created_since_indexing {
